@@ -1,0 +1,100 @@
+# hicache -- build, install, test.
+#
+#   make              build hicache/core.so (and the spec helpers)
+#   make test         run every spec against a throwaway redis-server
+#   make test-asan    the same, with the C module built with ASan + UBSan
+#   make valgrind     the same, under valgrind memcheck (no definite leaks)
+#   make bench        benchmarks (see bench/README.md)
+#   make install      install into $(DESTDIR)$(PREFIX)
+#
+# The test harness (spec/run.sh) exports to the specs:
+#   HICACHE_TEST_HOST, HICACHE_TEST_PORT   loopback TCP address of the server
+#   HICACHE_TEST_SOCKET                    its unix socket path
+#   HICACHE_TEST_CONF                      its config file (to restart it)
+#   HICACHE_TEST_DIR                       the temp dir (removed afterwards)
+#   HICACHE_TEST_BUILD                     where the spec helpers were built
+
+LUA_VERSION ?= 5.4
+LUA         ?= lua$(LUA_VERSION)
+PKG_CONFIG  ?= pkg-config
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+LUA_LIBDIR  ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
+LUA_SHAREDIR?= $(PREFIX)/share/lua/$(LUA_VERSION)
+
+LUA_CFLAGS  := $(shell $(PKG_CONFIG) --cflags lua$(LUA_VERSION))
+HIREDIS_CFLAGS := $(shell $(PKG_CONFIG) --cflags hiredis)
+HIREDIS_LIBS   := $(shell $(PKG_CONFIG) --libs hiredis)
+LUA_LIBS    := $(shell $(PKG_CONFIG) --libs lua$(LUA_VERSION))
+
+OPT         ?= -O2 -g
+SANITIZE    ?=
+WARN        := -std=c99 -Wall -Wextra -Werror
+CFLAGS_ALL  := $(WARN) $(OPT) $(SANITIZE) -fPIC -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L \
+               $(LUA_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL := $(SANITIZE) $(LDFLAGS)
+
+SRCS := src/hc_cmd.c src/hc_conn.c src/hc_pool.c src/hc_args.c src/hc_reply.c src/hc_core.c
+HDRS := $(wildcard src/*.h)
+LUA_MODULES := $(wildcard lua/hicache/*.lua)
+
+BUILD  ?= build
+OBJS   := $(SRCS:src/%.c=$(BUILD)/%.o)
+MODULE := hicache/core.so
+SPECBIN := $(BUILD)/spec
+
+.PHONY: all test test-asan valgrind bench install uninstall clean spec-helpers demo
+
+all: $(MODULE) spec-helpers
+
+$(BUILD)/%.o: src/%.c $(HDRS) | $(BUILD)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD):
+	mkdir -p $(BUILD)
+
+$(MODULE): $(OBJS)
+	mkdir -p hicache
+	$(CC) -shared $(LDFLAGS_ALL) -o $@ $(OBJS) $(HIREDIS_LIBS) -lpthread -lm
+
+# Test-only helpers: a tiny posix module (fork/waitpid/...) and the
+# multi-threaded pool test program.
+spec-helpers: $(SPECBIN)/hctest.so $(SPECBIN)/hc_threads
+
+$(SPECBIN)/hctest.so: spec/helpers/hctest.c src/compat.h
+	mkdir -p $(SPECBIN)
+	$(CC) $(CFLAGS_ALL) -Isrc -shared $(LDFLAGS_ALL) -o $@ $<
+
+$(SPECBIN)/hc_threads: spec/helpers/hc_threads.c
+	mkdir -p $(SPECBIN)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LUA_LIBS) -lpthread -ldl -lm
+
+test: all
+	@spec/run.sh
+
+test-asan:
+	$(MAKE) clean
+	$(MAKE) all OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+	@HICACHE_RUNNER=asan spec/run.sh
+
+valgrind: all
+	@HICACHE_RUNNER=valgrind spec/run.sh
+
+bench: all
+	@bench/run.sh
+
+demo: all
+	@HICACHE_DEMO=1 spec/run.sh
+
+install: $(MODULE)
+	install -d $(DESTDIR)$(LUA_LIBDIR)/hicache $(DESTDIR)$(LUA_SHAREDIR)/hicache
+	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/hicache/core.so
+	install -m 0644 $(LUA_MODULES) $(DESTDIR)$(LUA_SHAREDIR)/hicache/
+
+uninstall:
+	rm -f $(DESTDIR)$(LUA_LIBDIR)/hicache/core.so
+	rm -f $(addprefix $(DESTDIR)$(LUA_SHAREDIR)/hicache/,$(notdir $(LUA_MODULES)))
+
+clean:
+	rm -rf $(BUILD) hicache

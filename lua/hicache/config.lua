@@ -1,0 +1,197 @@
+--- hicache.config: validates hicache.new() options and parses Redis URLs.
+-- Produces the flat, complete settings table that hicache.core.new takes.
+-- Error messages name the option and never contain the URL or a password.
+
+local tonumber, tostring, type, pairs, ipairs = math.type, tonumber, type, pairs, ipairs
+local string_format, string_char = string.format, string.char
+local huge = math.huge
+
+local _M = {}
+
+_M.defaults = {
+  connect_timeout = 1,
+  timeout = 1,
+  keepalive = 60,
+  pool = { size = 16, wait = 1, idle_check = 30, lifetime = 0,
+           backoff_base = 0.05, backoff_max = 2 },
+}
+
+local connection_fields = { "host", "port", "path", "db", "username", "password" }
+local known = {
+  url = true, host = true, port = true, path = true, db = true, username = true,
+  password = true, connect_timeout = true, timeout = true, keepalive = true, pool = true,
+}
+local known_pool = { size = true, wait = true, idle_check = true, lifetime = true,
+                     backoff_base = true, backoff_max = true }
+
+local function bad(name, what)
+  return string_format("invalid option '%s': %s", name, what)
+end
+
+local function unescape(s)
+  return (s:gsub("%%(%x%x)", function(h) return string_char(tonumber(h, 16)) end))
+end
+
+local function parse_db(s)
+  if not s:match("^%d+$") then return nil end
+  return tonumber(s)
+end
+
+--- Parses a Redis URL into connection fields.
+-- @return fields, or nil + message (a message never echoes the URL).
+-- @return nil, msg, "tls" for rediss:// (a runtime limit, not a bad argument)
+function _M.parse_url(url)
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  if not scheme then return nil, bad("url", "expected redis://... or unix://...") end
+  scheme = scheme:lower()
+  if scheme == "rediss" then
+    return nil, "tls not available: this build of hicache uses hiredis 0.14, which has no TLS support", "tls"
+  end
+  local f = {}
+  local query
+  rest, query = rest:match("^([^?]*)%??(.*)$")
+  if scheme == "unix" then
+    local auth, path = rest:match("^([^/]*)@(/.*)$")
+    if auth then rest = path end
+    if rest:sub(1, 1) ~= "/" then return nil, bad("url", "unix:// needs an absolute socket path") end
+    f.path = unescape(rest)
+    rest = auth
+  elseif scheme == "redis" then
+    local auth, hostport, db
+    if rest:find("@", 1, true) then
+      auth, hostport, db = rest:match("^(.*)@([^@/]*)/?([^/]*)$")
+    else
+      auth = nil
+      hostport, db = rest:match("^([^/]*)/?([^/]*)$")
+    end
+    if not hostport then return nil, bad("url", "malformed") end
+    local host, port = hostport:match("^%[([%x:.]+)%]:?(%d*)$")
+    if not host then host, port = hostport:match("^([^:]*):?([^:]*)$") end
+    if not host then return nil, bad("url", "malformed host") end
+    if host ~= "" then f.host = host end
+    if port ~= "" then
+      f.port = tonumber(port:match("^%d+$"))
+      if not f.port or f.port < 1 or f.port > 65535 then
+        return nil, bad("url", "port must be an integer from 1 to 65535")
+      end
+    end
+    if db ~= "" then
+      f.db = parse_db(db)
+      if not f.db then return nil, bad("url", "database must be a non-negative integer") end
+    end
+    rest = auth
+  else
+    return nil, bad("url", "unsupported scheme (use redis:// or unix://)")
+  end
+  if rest and rest ~= "" then
+    local user, pass = rest:match("^([^:]*):(.*)$")
+    if not user then user = rest end
+    if user ~= "" then f.username = unescape(user) end
+    if pass then f.password = unescape(pass) end
+  end
+  if query ~= "" then
+    for pair in query:gmatch("[^&]+") do
+      local k, v = pair:match("^([^=]+)=(.*)$")
+      if k == "db" then
+        if f.db then return nil, bad("url", "database given twice") end
+        f.db = parse_db(v)
+        if not f.db then return nil, bad("url", "database must be a non-negative integer") end
+      else
+        return nil, bad("url", "unknown query parameter")
+      end
+    end
+  end
+  return f
+end
+
+local function check_number(name, v, min, allow_min, max)
+  if type(v) ~= "number" then return bad(name, "must be a number of seconds") end
+  if v ~= v or v == huge or v > max then return bad(name, "must be finite and at most " .. max) end
+  if v < min or (v == min and not allow_min) then
+    return bad(name, (allow_min and "must be >= " or "must be > ") .. min)
+  end
+end
+
+local function check_int(name, v, min, max)
+  if type(v) ~= "number" or v ~= v or v % 1 ~= 0 then
+    return bad(name, "must be an integer")
+  end
+  if v < min or v > max then return bad(name, string_format("must be from %d to %d", min, max)) end
+end
+
+--- Validates options and returns the settings for hicache.core.new.
+-- @return settings, or nil + message (+ "tls" for a rediss:// URL)
+function _M.settings(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then return nil, "options must be a table" end
+  for k in pairs(opts) do
+    if not known[k] then return nil, string_format("unknown option '%s'", tostring(k)) end
+  end
+  local s = {}
+  if opts.url ~= nil then
+    if type(opts.url) ~= "string" then return nil, bad("url", "must be a string") end
+    local f, err, kind = _M.parse_url(opts.url)
+    if not f then return nil, err, kind end
+    for _, k in ipairs(connection_fields) do
+      if opts[k] ~= nil then return nil, bad(k, "cannot be combined with 'url'") end
+      s[k] = f[k]
+    end
+  else
+    for _, k in ipairs(connection_fields) do s[k] = opts[k] end
+  end
+
+  for _, k in ipairs { "host", "path", "username", "password" } do
+    if s[k] ~= nil and type(s[k]) ~= "string" then return nil, bad(k, "must be a string") end
+  end
+  if s.host and s.path then return nil, bad("path", "cannot be combined with 'host'") end
+  if s.path then
+    if s.port ~= nil then return nil, bad("port", "cannot be combined with 'path'") end
+    if s.path == "" then return nil, bad("path", "must not be empty") end
+  else
+    if s.host == "" then return nil, bad("host", "must not be empty") end
+    s.host = s.host or "127.0.0.1"
+    s.port = s.port or 6379
+    local e = check_int("port", s.port, 1, 65535); if e then return nil, e end
+  end
+  s.db = s.db or 0
+  local e = check_int("db", s.db, 0, 1000000); if e then return nil, e end
+  if s.username and not s.password then return nil, bad("username", "needs a password") end
+  if s.password and s.password:find("[\r\n%z]") then
+    return nil, bad("password", "must not contain CR, LF or NUL")
+  end
+
+  local d = _M.defaults
+  s.connect_timeout = opts.connect_timeout or d.connect_timeout
+  s.timeout = opts.timeout or d.timeout
+  e = check_number("connect_timeout", s.connect_timeout, 0, false, 86400); if e then return nil, e end
+  e = check_number("timeout", s.timeout, 0, false, 86400); if e then return nil, e end
+  s.connect_timeout = math.max(s.connect_timeout, 0.001)
+  s.timeout = math.max(s.timeout, 0.001)
+
+  local ka = opts.keepalive
+  if ka == nil or ka == true then ka = d.keepalive elseif ka == false then ka = 0 end
+  e = check_int("keepalive", ka, 0, 86400); if e then return nil, e end
+  s.keepalive = ka
+
+  local pool = opts.pool or {}
+  if type(pool) ~= "table" then return nil, bad("pool", "must be a table") end
+  for k in pairs(pool) do
+    if not known_pool[k] then return nil, string_format("unknown option 'pool.%s'", tostring(k)) end
+  end
+  local dp = d.pool
+  s.pool_size = pool.size or dp.size
+  e = check_int("pool.size", s.pool_size, 1, 100000); if e then return nil, e end
+  s.pool_wait = pool.wait or dp.wait
+  e = check_number("pool.wait", s.pool_wait, 0, true, 86400); if e then return nil, e end
+  s.idle_check = pool.idle_check or dp.idle_check
+  e = check_number("pool.idle_check", s.idle_check, 0, true, 86400); if e then return nil, e end
+  s.lifetime = pool.lifetime or dp.lifetime
+  e = check_number("pool.lifetime", s.lifetime, 0, true, 86400 * 365); if e then return nil, e end
+  s.backoff_base = pool.backoff_base or dp.backoff_base
+  e = check_number("pool.backoff_base", s.backoff_base, 0, true, 60); if e then return nil, e end
+  s.backoff_max = pool.backoff_max or dp.backoff_max
+  e = check_number("pool.backoff_max", s.backoff_max, 0, true, 3600); if e then return nil, e end
+  return s
+end
+
+return _M

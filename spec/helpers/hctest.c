@@ -1,0 +1,129 @@
+/*
+ * hctest.c -- test-only Lua module for the specs (Debian ships no lua-posix
+ * for Lua 5.4): fork, waitpid, _exit, getpid, kill, sleep, a monotonic
+ * clock, and a loopback "black hole" listener whose accept queue is full,
+ * so connects to it hang until the client's connect timeout.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compat.h"
+
+static int t_fork(lua_State *L)
+{
+    pid_t pid;
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) return luaL_error(L, "fork: %s", strerror(errno));
+    lua_pushinteger(L, pid);
+    return 1;
+}
+
+/* waitpid(pid) -> exit code, or 128 + signal number */
+static int t_waitpid(lua_State *L)
+{
+    pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) return luaL_error(L, "waitpid: %s", strerror(errno));
+    lua_pushinteger(L, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    return 1;
+}
+
+static int t_exit(lua_State *L)
+{
+    _exit((int)luaL_optinteger(L, 1, 0));
+    return 0;
+}
+
+static int t_getpid(lua_State *L)
+{
+    lua_pushinteger(L, getpid());
+    return 1;
+}
+
+static int t_kill(lua_State *L)
+{
+    pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+    int sig = (int)luaL_optinteger(L, 2, SIGKILL);
+    lua_pushboolean(L, kill(pid, sig) == 0);
+    return 1;
+}
+
+static int t_sleep(lua_State *L)
+{
+    double s = luaL_checknumber(L, 1);
+    struct timespec ts;
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    return 0;
+}
+
+static int t_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+/* blackhole() -> port, {fds}: a listener with backlog 0 that never accepts,
+ * its queue filled by our own connects, so further SYNs are dropped. */
+static int t_blackhole(lua_State *L)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    int lfd, i;
+
+    lfd = socket(AF_INET, SOCK_STREAM, 0);
+    if (lfd < 0) return luaL_error(L, "socket: %s", strerror(errno));
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(lfd, 0) != 0 ||
+        getsockname(lfd, (struct sockaddr *)&a, &alen) != 0) {
+        close(lfd);
+        return luaL_error(L, "listen: %s", strerror(errno));
+    }
+    lua_pushinteger(L, ntohs(a.sin_port));
+    lua_newtable(L);
+    lua_pushinteger(L, lfd);
+    lua_rawseti(L, -2, 1);
+    for (i = 0; i < 3; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0) break;
+        fcntl(fd, F_SETFL, O_NONBLOCK);
+        connect(fd, (struct sockaddr *)&a, sizeof a); /* EINPROGRESS is fine */
+        lua_pushinteger(L, fd);
+        lua_rawseti(L, -2, i + 2);
+    }
+    return 2;
+}
+
+static int t_close(lua_State *L)
+{
+    close((int)luaL_checkinteger(L, 1));
+    return 0;
+}
+
+static const luaL_Reg funcs[] = {
+    {"fork", t_fork},   {"waitpid", t_waitpid}, {"_exit", t_exit},
+    {"getpid", t_getpid}, {"kill", t_kill},     {"sleep", t_sleep},
+    {"now", t_now},     {"blackhole", t_blackhole}, {"close", t_close},
+    {NULL, NULL}};
+
+int luaopen_hctest(lua_State *L)
+{
+    lua_newtable(L);
+    luaL_setfuncs(L, funcs, 0);
+    return 1;
+}

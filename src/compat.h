@@ -1,0 +1,60 @@
+/*
+ * compat.h -- the few Lua C API differences between 5.1 (LuaJIT) and 5.4
+ * that hicache.core uses. Include after lua.h / lauxlib.h.
+ */
+#ifndef HC_COMPAT_H
+#define HC_COMPAT_H
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#if LUA_VERSION_NUM < 502
+#define luaL_newlibtable(L, l) lua_createtable(L, 0, sizeof(l) / sizeof((l)[0]) - 1)
+#define luaL_newlib(L, l) (luaL_newlibtable(L, l), luaL_setfuncs(L, l, 0))
+#define lua_rawlen(L, i) lua_objlen(L, (i))
+static inline void luaL_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
+{
+    luaL_checkstack(L, nup, "too many upvalues");
+    for (; l->name != NULL; l++) {
+        int i;
+        for (i = 0; i < nup; i++) lua_pushvalue(L, -nup);
+        lua_pushcclosure(L, l->func, nup);
+        lua_setfield(L, -(nup + 2), l->name);
+    }
+    lua_pop(L, nup);
+}
+static inline void *luaL_testudata(lua_State *L, int i, const char *tname)
+{
+    void *p = lua_touserdata(L, i);
+    if (p == NULL || !lua_getmetatable(L, i)) return NULL;
+    luaL_getmetatable(L, tname);
+    if (!lua_rawequal(L, -1, -2)) p = NULL;
+    lua_pop(L, 2);
+    return p;
+}
+static inline void lua_rawsetp(lua_State *L, int i, const void *p)
+{
+    i = (i < 0 && i > LUA_REGISTRYINDEX) ? lua_gettop(L) + i + 1 : i;
+    lua_pushlightuserdata(L, (void *)p);
+    lua_insert(L, -2);
+    lua_rawset(L, i);
+}
+static inline void lua_rawgetp(lua_State *L, int i, const void *p)
+{
+    i = (i < 0 && i > LUA_REGISTRYINDEX) ? lua_gettop(L) + i + 1 : i;
+    lua_pushlightuserdata(L, (void *)p);
+    lua_rawget(L, i);
+}
+/* 5.1 has no integer subtype: an integral number counts as an integer. */
+static inline int hc_isinteger(lua_State *L, int i)
+{
+    lua_Number n;
+    if (lua_type(L, i) != LUA_TNUMBER) return 0;
+    n = lua_tonumber(L, i);
+    return n == (lua_Number)(lua_Integer)n;
+}
+#else
+#define hc_isinteger(L, i) lua_isinteger(L, (i))
+#endif
+
+#endif

@@ -1,0 +1,84 @@
+/*
+ * hc_conn.h -- one blocking connection to Redis over hiredis.
+ *
+ * Contract:
+ *  - every socket has a connect timeout and a command timeout;
+ *  - AUTH and SELECT run once, in hc_conn_open;
+ *  - any I/O error, protocol error or timeout sets conn->broken, and a
+ *    broken connection is never used again (the pool closes it);
+ *  - error messages are stable, lower-case, and never contain a password.
+ */
+#ifndef HC_CONN_H
+#define HC_CONN_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <hiredis/hiredis.h>
+
+#include "hc_cmd.h"
+
+#define HC_ERRLEN 160
+
+/* Connection settings. Two caches share a pool iff all fields are equal. */
+typedef struct hc_settings {
+    char *host;            /* TCP host, or NULL when path is set     */
+    int port;
+    char *path;            /* unix socket path, or NULL              */
+    int db;
+    char *username;        /* NULL: password-only AUTH (or none)     */
+    char *password;        /* NULL: no AUTH                          */
+    double connect_timeout;/* seconds, > 0                           */
+    double timeout;        /* seconds, > 0: per command read/write   */
+    int keepalive;         /* TCP keepalive idle seconds, 0 = off    */
+    int pool_size;         /* max connections, >= 1                  */
+    double pool_wait;      /* seconds to wait when exhausted, >= 0   */
+    double idle_check;     /* PING on checkout after this idle time  */
+    double lifetime;       /* close after this age, 0 = no limit     */
+    double backoff_base;   /* first reconnect delay after a failure  */
+    double backoff_max;    /* reconnect delay bound                  */
+} hc_settings;
+
+typedef struct hc_conn {
+    redisContext *ctx;
+    pid_t pid;             /* process that opened the socket          */
+    unsigned long gen;     /* pool generation (changes after a fork)  */
+    double created;        /* hc_now() at connect                     */
+    double last_used;      /* hc_now() at last check-in               */
+    unsigned state;        /* HC_ST_* bits, see hc_cmd.h              */
+    int broken;            /* saw an I/O/protocol error or a timeout  */
+    struct hc_conn *next;  /* idle list link                          */
+} hc_conn;
+
+/* Opens, configures, authenticates and selects. NULL + err on failure. */
+hc_conn *hc_conn_open(const hc_settings *s, char *err, size_t errlen);
+
+/* Frees the context and closes this process's descriptor. It never writes
+ * to the socket nor shuts it down, so a parent's connection inherited by a
+ * forked child stays intact in the parent. */
+void hc_conn_close(hc_conn *c);
+
+/* 1 when an idle connection can be used: the peer has not closed it and
+ * nothing unexpected is waiting to be read (one poll(2), no blocking). */
+int hc_conn_usable(const hc_conn *c);
+
+/* Sends n commands in one write and reads n replies. On success returns 0
+ * and fills replies[0..n-1] (caller frees them with freeReplyObject). On
+ * failure returns -1, frees any replies already read, marks the connection
+ * broken and writes a stable message to err. */
+int hc_conn_exec(hc_conn *c, int n, const hc_cmd *cmds, redisReply **replies,
+                 char *err, size_t errlen);
+
+/* PING; 0 when answered with PONG. */
+int hc_conn_ping(hc_conn *c, char *err, size_t errlen);
+
+/* Brings a connection back to a poolable state: DISCARD inside MULTI,
+ * UNWATCH after WATCH; a DIRTY connection is marked broken. */
+void hc_conn_settle(hc_conn *c);
+
+/* Sets the command timeout; 0 on success. */
+int hc_conn_set_timeout(hc_conn *c, double seconds);
+
+/* Stable message for the error recorded in a hiredis context. */
+void hc_conn_errmsg(const redisContext *ctx, char *err, size_t errlen);
+
+#endif

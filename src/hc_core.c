@@ -1,0 +1,410 @@
+/*
+ * hc_core.c -- the Lua module hicache.core: clients (a handle on a shared
+ * pool) and reserved connections. Argument errors raise; runtime failures
+ * return nil, err. No Lua error can be raised while a connection is
+ * borrowed and not owned by a userdata, and replies are converted by
+ * hc_reply (which frees them on every path).
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "compat.h"
+#include "hc_args.h"
+#include "hc_pool.h"
+#include "hc_reply.h"
+
+#define CLIENT_MT "hicache.client"
+#define CONN_MT "hicache.conn"
+
+typedef struct client {
+    hc_pool *pool; /* NULL after close() */
+} client;
+
+typedef struct reserved {
+    hc_pool *pool;     /* holds a reference while conn is set */
+    hc_conn *conn;     /* NULL after release()                */
+    int timeout_set;   /* set_timeout() changed the timeout   */
+} reserved;
+
+static int fail(lua_State *L, const char *err)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+}
+
+/* ---- settings from the table built by lua/hicache/config.lua ---------- */
+
+static const char *opt_string(lua_State *L, int t, const char *k)
+{
+    const char *s = NULL;
+    lua_getfield(L, t, k);
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "setting '%s' must be a string", k);
+        s = lua_tostring(L, -1);
+    }
+    lua_pop(L, 1); /* the string stays referenced by the table */
+    return s;
+}
+
+static double opt_number(lua_State *L, int t, const char *k, double lo, double hi)
+{
+    double v;
+    lua_getfield(L, t, k);
+    if (lua_type(L, -1) != LUA_TNUMBER) luaL_error(L, "setting '%s' must be a number", k);
+    v = (double)lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    if (!(v >= lo && v <= hi)) luaL_error(L, "setting '%s' is out of range", k);
+    return v;
+}
+
+static int opt_int(lua_State *L, int t, const char *k, int lo, int hi)
+{
+    double v = opt_number(L, t, k, lo, hi);
+    if (v != (double)(int)v) luaL_error(L, "setting '%s' must be an integer", k);
+    return (int)v;
+}
+
+/* core.new(settings) -> client. settings are validated and complete. */
+static int core_new(lua_State *L)
+{
+    hc_settings s;
+    client *cl;
+    const double day = 86400.0;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    memset(&s, 0, sizeof s);
+    s.host = (char *)opt_string(L, 1, "host");
+    s.path = (char *)opt_string(L, 1, "path");
+    if ((s.host == NULL) == (s.path == NULL))
+        return luaL_error(L, "exactly one of settings 'host' and 'path' is required");
+    s.port = s.host ? opt_int(L, 1, "port", 1, 65535) : 0;
+    s.db = opt_int(L, 1, "db", 0, 1000000);
+    s.username = (char *)opt_string(L, 1, "username");
+    s.password = (char *)opt_string(L, 1, "password");
+    s.connect_timeout = opt_number(L, 1, "connect_timeout", 1e-3, day);
+    s.timeout = opt_number(L, 1, "timeout", 1e-3, day);
+    s.keepalive = opt_int(L, 1, "keepalive", 0, 86400);
+    s.pool_size = opt_int(L, 1, "pool_size", 1, 100000);
+    s.pool_wait = opt_number(L, 1, "pool_wait", 0, day);
+    s.idle_check = opt_number(L, 1, "idle_check", 0, day);
+    s.lifetime = opt_number(L, 1, "lifetime", 0, day * 365);
+    s.backoff_base = opt_number(L, 1, "backoff_base", 0, 60);
+    s.backoff_max = opt_number(L, 1, "backoff_max", 0, 3600);
+
+    cl = (client *)lua_newuserdata(L, sizeof *cl);
+    cl->pool = NULL;
+    luaL_getmetatable(L, CLIENT_MT);
+    lua_setmetatable(L, -2);
+    cl->pool = hc_pool_acquire(&s); /* copies s; the __gc releases it */
+    if (cl->pool == NULL) return luaL_error(L, "out of memory");
+    return 1;
+}
+
+/* ---- running commands on a borrowed connection ------------------------- */
+
+/* Runs n commands; returns 0 with replies, or -1 with err. Never raises. */
+static int exec_on(hc_conn *c, int n, const hc_cmd *cmds, redisReply **replies,
+                   char *err)
+{
+    if (c->pid != getpid()) {
+        snprintf(err, HC_ERRLEN, "connection belongs to parent process");
+        return -1;
+    }
+    return hc_conn_exec(c, n, cmds, replies, err, HC_ERRLEN);
+}
+
+/* Borrow, run, settle, return: the whole life of a pooled command. */
+static int pooled(hc_pool *p, int n, const hc_cmd *cmds, redisReply **replies,
+                  char *err)
+{
+    hc_conn *c = hc_pool_checkout(p, err, HC_ERRLEN);
+    int rc;
+    if (c == NULL) return -1;
+    rc = exec_on(c, n, cmds, replies, err);
+    hc_conn_settle(c);
+    hc_pool_checkin(p, c);
+    return rc;
+}
+
+/* Replies buffer for a pipeline: GC-owned, so a raise cannot leak it. */
+static redisReply **reply_slots(lua_State *L, int n)
+{
+    redisReply **r = (redisReply **)lua_newuserdata(L, (size_t)(n > 0 ? n : 1) * sizeof *r);
+    memset(r, 0, (size_t)(n > 0 ? n : 1) * sizeof *r);
+    return r;
+}
+
+/* ---- client methods ----------------------------------------------------- */
+
+static client *check_client(lua_State *L)
+{
+    return (client *)luaL_checkudata(L, 1, CLIENT_MT);
+}
+
+static int client_command(lua_State *L)
+{
+    client *cl = check_client(L);
+    const char *argv[HC_ARGS_STACK];
+    size_t lens[HC_ARGS_STACK];
+    char err[HC_ERRLEN];
+    redisReply *r;
+    hc_cmd cmd;
+
+    hc_args_from_stack(L, 2, lua_gettop(L), &cmd, argv, lens);
+    if (cl->pool == NULL) return fail(L, "closed");
+    if (pooled(cl->pool, 1, &cmd, &r, err) != 0) return fail(L, err);
+    return hc_reply_push_one(L, r);
+}
+
+static int client_pipeline(lua_State *L)
+{
+    client *cl = check_client(L);
+    char err[HC_ERRLEN];
+    redisReply **r;
+    hc_cmd *cmds;
+    int n;
+
+    cmds = hc_args_from_list(L, 2, &n);
+    r = reply_slots(L, n);
+    if (cl->pool == NULL) return fail(L, "closed");
+    if (n == 0) {
+        lua_newtable(L);
+        return 1;
+    }
+    if (pooled(cl->pool, n, cmds, r, err) != 0) return fail(L, err);
+    return hc_reply_push_list(L, r, n);
+}
+
+static int client_reserve(lua_State *L)
+{
+    client *cl = check_client(L);
+    char err[HC_ERRLEN];
+    reserved *rs;
+
+    if (cl->pool == NULL) return fail(L, "closed");
+    rs = (reserved *)lua_newuserdata(L, sizeof *rs); /* may raise: nothing held yet */
+    rs->pool = NULL;
+    rs->conn = NULL;
+    rs->timeout_set = 0;
+    luaL_getmetatable(L, CONN_MT);
+    lua_setmetatable(L, -2);
+    rs->conn = hc_pool_checkout(cl->pool, err, sizeof err);
+    if (rs->conn == NULL) return fail(L, err);
+    hc_pool_ref(cl->pool);
+    rs->pool = cl->pool;
+    return 1;
+}
+
+static void set_int(lua_State *L, const char *k, unsigned long long v)
+{
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, k);
+}
+
+static int client_pool_stats(lua_State *L)
+{
+    client *cl = check_client(L);
+    hc_pool_stats st;
+    if (cl->pool == NULL) return fail(L, "closed");
+    hc_pool_get_stats(cl->pool, &st);
+    lua_createtable(L, 0, 11);
+    set_int(L, "size", (unsigned long long)st.size);
+    set_int(L, "in_use", (unsigned long long)st.in_use);
+    set_int(L, "idle", (unsigned long long)st.idle);
+    set_int(L, "connecting", (unsigned long long)st.connecting);
+    set_int(L, "caches", (unsigned long long)st.refs);
+    set_int(L, "created", st.created);
+    set_int(L, "closed", st.closed);
+    set_int(L, "errors", st.errors);
+    set_int(L, "waits", st.waits);
+    set_int(L, "exhausted", st.exhausted);
+    set_int(L, "health_checks", st.health_checks);
+    return 1;
+}
+
+static int client_close(lua_State *L)
+{
+    client *cl = check_client(L);
+    if (cl->pool) {
+        hc_pool_release(cl->pool);
+        cl->pool = NULL;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* Describes the endpoint without the password. */
+static void push_endpoint(lua_State *L, hc_pool *p)
+{
+    const hc_settings *s;
+    if (p == NULL) {
+        lua_pushliteral(L, "closed");
+        return;
+    }
+    s = hc_pool_settings(p);
+    if (s->path)
+        lua_pushfstring(L, "unix://%s%s%s?db=%d", s->username ? s->username : "",
+                        s->username ? "@" : "", s->path, s->db);
+    else
+        lua_pushfstring(L, "redis://%s%s%s:%d/%d", s->username ? s->username : "",
+                        s->username ? "@" : "", s->host, s->port, s->db);
+}
+
+static int client_tostring(lua_State *L)
+{
+    client *cl = check_client(L);
+    push_endpoint(L, cl->pool);
+    lua_pushfstring(L, "hicache.client (%s): %p", lua_tostring(L, -1), (void *)cl);
+    return 1;
+}
+
+/* ---- reserved connections ------------------------------------------------ */
+
+static reserved *check_reserved(lua_State *L)
+{
+    return (reserved *)luaL_checkudata(L, 1, CONN_MT);
+}
+
+static int conn_command(lua_State *L)
+{
+    reserved *rs = check_reserved(L);
+    const char *argv[HC_ARGS_STACK];
+    size_t lens[HC_ARGS_STACK];
+    char err[HC_ERRLEN];
+    redisReply *r;
+    hc_cmd cmd;
+
+    hc_args_from_stack(L, 2, lua_gettop(L), &cmd, argv, lens);
+    if (rs->conn == NULL) return fail(L, "released");
+    if (exec_on(rs->conn, 1, &cmd, &r, err) != 0) return fail(L, err);
+    return hc_reply_push_one(L, r);
+}
+
+static int conn_pipeline(lua_State *L)
+{
+    reserved *rs = check_reserved(L);
+    char err[HC_ERRLEN];
+    redisReply **r;
+    hc_cmd *cmds;
+    int n;
+
+    cmds = hc_args_from_list(L, 2, &n);
+    r = reply_slots(L, n);
+    if (rs->conn == NULL) return fail(L, "released");
+    if (n == 0) {
+        lua_newtable(L);
+        return 1;
+    }
+    if (exec_on(rs->conn, n, cmds, r, err) != 0) return fail(L, err);
+    return hc_reply_push_list(L, r, n);
+}
+
+static int conn_set_timeout(lua_State *L)
+{
+    reserved *rs = check_reserved(L);
+    double t = (double)luaL_checknumber(L, 2);
+    if (!(t > 0 && t <= 86400.0)) return luaL_argerror(L, 2, "timeout must be > 0 and <= 86400 seconds");
+    if (rs->conn == NULL) return fail(L, "released");
+    if (hc_conn_set_timeout(rs->conn, t) != 0) return fail(L, "cannot set timeout");
+    rs->timeout_set = 1;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* Returns the connection to the pool. io = 0 (from __gc): no I/O, so a
+ * connection left in MULTI/WATCH is closed instead of reset. */
+static void conn_return(reserved *rs, int io)
+{
+    hc_conn *c = rs->conn;
+    if (c == NULL) return;
+    rs->conn = NULL;
+    if (c->pid == getpid()) {
+        if (rs->timeout_set && !c->broken &&
+            hc_conn_set_timeout(c, hc_pool_settings(rs->pool)->timeout) != 0)
+            c->broken = 1;
+        if (io) hc_conn_settle(c);
+        else if (c->state != 0) c->broken = 1;
+    }
+    hc_pool_checkin(rs->pool, c);
+    hc_pool_release(rs->pool);
+    rs->pool = NULL;
+}
+
+static int conn_release(lua_State *L)
+{
+    reserved *rs = check_reserved(L);
+    conn_return(rs, 1);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int conn_gc(lua_State *L)
+{
+    conn_return(check_reserved(L), 0);
+    return 0;
+}
+
+static int conn_tostring(lua_State *L)
+{
+    reserved *rs = check_reserved(L);
+    push_endpoint(L, rs->pool);
+    lua_pushfstring(L, "hicache.conn (%s): %p", lua_tostring(L, -1), (void *)rs);
+    return 1;
+}
+
+/* ---- module --------------------------------------------------------------- */
+
+static const luaL_Reg client_methods[] = {
+    {"command", client_command},
+    {"pipeline", client_pipeline},
+    {"reserve", client_reserve},
+    {"pool_stats", client_pool_stats},
+    {"close", client_close},
+    {NULL, NULL}};
+
+static const luaL_Reg conn_methods[] = {
+    {"command", conn_command},
+    {"pipeline", conn_pipeline},
+    {"set_timeout", conn_set_timeout},
+    {"release", conn_release},
+    {NULL, NULL}};
+
+static const luaL_Reg core_functions[] = {
+    {"new", core_new},
+    {NULL, NULL}};
+
+/* Creates metatable `name` with __index = a new methods table, which is
+ * left on the stack (so the Lua layer can add methods to it). */
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                      lua_CFunction gc, lua_CFunction tostr)
+{
+    luaL_newmetatable(L, name);
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, tostr);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "locked");
+    lua_setfield(L, -2, "__metatable");
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index");
+    lua_remove(L, -2);
+}
+
+int luaopen_hicache_core(lua_State *L)
+{
+    hc_reply_init(L);
+    luaL_newlib(L, core_functions);
+    new_class(L, CLIENT_MT, client_methods, client_close, client_tostring);
+    lua_setfield(L, -2, "Client");
+    new_class(L, CONN_MT, conn_methods, conn_gc, conn_tostring);
+    lua_setfield(L, -2, "Conn");
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "null");
+    lua_pushliteral(L, "0.1.0");
+    lua_setfield(L, -2, "_VERSION");
+    return 1;
+}

@@ -1,0 +1,58 @@
+/*
+ * hc_pool.h -- bounded connection pools, one per distinct hc_settings,
+ * shared process-wide through a mutex-protected registry.
+ *
+ * Thread rules: every function here may be called from any thread; each
+ * pool has its own mutex and condition variable, the registry has one
+ * mutex, and no socket I/O happens while a mutex is held.
+ *
+ * Fork rules: a pool remembers the pid that owns its connections. After a
+ * fork, the first call in the child starts a new generation: the parent's
+ * idle connections are dropped (descriptor copy closed, nothing written),
+ * and connections checked out before the fork are dropped on check-in.
+ * pthread_atfork handlers hold every pool mutex across fork(2), so the child
+ * never inherits a locked mutex.
+ */
+#ifndef HC_POOL_H
+#define HC_POOL_H
+
+#include "hc_conn.h"
+
+typedef struct hc_pool hc_pool;
+
+typedef struct hc_pool_stats {
+    int size, in_use, idle, connecting, refs;
+    unsigned long long created, closed, errors, waits, exhausted, health_checks;
+} hc_pool_stats;
+
+/* Finds or creates the pool for these settings (copied) and takes a
+ * reference. NULL only when out of memory. */
+hc_pool *hc_pool_acquire(const hc_settings *s);
+
+/* Takes one more reference on a pool already held. */
+void hc_pool_ref(hc_pool *p);
+
+/* Drops a reference; the last one closes the idle connections and frees. */
+void hc_pool_release(hc_pool *p);
+
+/* The settings the pool was created with (read-only, immutable). */
+const hc_settings *hc_pool_settings(const hc_pool *p);
+
+/* Borrows a connection: reuses an idle one (checked with hc_conn_usable,
+ * PINGed when idle longer than idle_check, closed when older than
+ * lifetime), or opens one while fewer than size exist, or waits up to
+ * pool_wait for one to come back. NULL + err ("pool exhausted", "timeout",
+ * "connection refused", ...) on failure. After connect failures, new
+ * connects are not attempted before an exponential backoff delay
+ * (backoff_base * 2^(failures-1), at most backoff_max): callers get the
+ * last connect error at once instead. */
+hc_conn *hc_pool_checkout(hc_pool *p, char *err, size_t errlen);
+
+/* Returns a connection. A broken one, one still in MULTI/WATCH/DIRTY state
+ * (call hc_conn_settle first), one past its lifetime, or one from another
+ * process or pool generation is closed instead of kept. */
+void hc_pool_checkin(hc_pool *p, hc_conn *c);
+
+void hc_pool_get_stats(hc_pool *p, hc_pool_stats *st);
+
+#endif
