@@ -2,7 +2,7 @@
 -- Produces the flat, complete settings table that hicache.core.new takes.
 -- Error messages name the option and never contain the URL or a password.
 
-local tonumber, tostring, type, pairs, ipairs = math.type, tonumber, type, pairs, ipairs
+local tonumber, tostring, type, pairs, ipairs = tonumber, tostring, type, pairs, ipairs
 local string_format, string_char = string.format, string.char
 local huge = math.huge
 

@@ -1,0 +1,118 @@
+local H = require "helper"
+local hicache = H.hicache
+
+local SECRET = "s3cr3t-P4ss"
+
+local function raises(opts)
+  local ok, err = pcall(function() local c = hicache.new(opts); return c end)
+  assert.is_false(ok, "hicache.new should have raised")
+  return err
+end
+
+describe("hicache.parse_url", function()
+  it("parses host, port, db, user and password", function()
+    local f = assert(hicache.parse_url("redis://alice:" .. SECRET .. "@cache.local:6380/4"))
+    assert.same({ host = "cache.local", port = 6380, db = 4, username = "alice", password = SECRET }, f)
+  end)
+
+  it("parses password-only auth and percent-escapes", function()
+    local f = assert(hicache.parse_url("redis://:p%40ss%3Aword@10.0.0.1"))
+    assert.same({ host = "10.0.0.1", password = "p@ss:word" }, f)
+    f = assert(hicache.parse_url("redis://%C3%A9l%C3%A8ve:pw@h"))
+    assert.equal("élève", f.username)
+  end)
+
+  it("parses bracketed IPv6 hosts", function()
+    assert.same({ host = "::1", port = 7000 }, hicache.parse_url("redis://[::1]:7000"))
+  end)
+
+  it("parses unix socket urls with ?db=", function()
+    assert.same({ path = "/run/redis.sock", db = 2 }, hicache.parse_url("unix:///run/redis.sock?db=2"))
+    assert.same({ path = "/tmp/r.sock", username = "u", password = "p" },
+      hicache.parse_url("unix://u:p@/tmp/r.sock"))
+  end)
+
+  it("leaves defaults to hicache.new", function()
+    assert.same({ host = "h" }, hicache.parse_url("redis://h"))
+    assert.same({}, hicache.parse_url("redis://"))
+  end)
+end)
+
+describe("hicache.new option checks", function()
+  it("rejects bad urls with an error naming the field", function()
+    for _, url in ipairs {
+      "http://h:1", "redis://h:0", "redis://h:70000", "redis://h:12ab", "redis://h/-1",
+      "redis://h/x", "unix://relative.sock", "unix:///s.sock?db=x", "unix:///s.sock?foo=1",
+      "redis//h", "",
+    } do
+      local err = raises { url = url }
+      assert.matches("invalid option 'url'", err, 1, true)
+    end
+  end)
+
+  it("raises at the caller's line", function()
+    local err = raises { port = "x" }
+    assert.matches("config_spec.lua:%d+: invalid option 'port'", err)
+  end)
+
+  it("never puts a password into an error message", function()
+    for _, url in ipairs {
+      "redis://u:" .. SECRET .. "@h:99999", "redis://u:" .. SECRET .. "@h/zz",
+      "redis://u:" .. SECRET .. "@h?x=1", "foo://u:" .. SECRET .. "@h",
+    } do
+      local err = raises { url = url }
+      assert.is_nil(err:find(SECRET, 1, true), err)
+    end
+    local err = raises { password = SECRET, path = "/x", port = 1 }
+    assert.is_nil(err:find(SECRET, 1, true), err)
+  end)
+
+  it("names each bad field", function()
+    local cases = {
+      { { port = 0 }, "port" }, { { port = 65536 }, "port" }, { { port = 1.5 }, "port" },
+      { { db = -1 }, "db" }, { { db = "1" }, "db" }, { { host = 1 }, "host" }, { { host = "" }, "host" },
+      { { path = "" }, "path" }, { { host = "h", path = "/p" }, "path" },
+      { { path = "/p", port = 1 }, "port" }, { { username = "u" }, "username" },
+      { { password = "a\r\nFLUSHALL" }, "password" },
+      { { timeout = 0 }, "timeout" }, { { timeout = -1 }, "timeout" }, { { timeout = "1" }, "timeout" },
+      { { timeout = math.huge }, "timeout" }, { { timeout = 0 / 0 }, "timeout" },
+      { { connect_timeout = 0 }, "connect_timeout" }, { { keepalive = "yes" }, "keepalive" },
+      { { pool = 3 }, "pool" }, { { pool = { size = 0 } }, "pool.size" },
+      { { pool = { size = 2.5 } }, "pool.size" }, { { pool = { wait = -1 } }, "pool.wait" },
+      { { pool = { idle_check = "x" } }, "pool.idle_check" }, { { pool = { lifetime = -2 } }, "pool.lifetime" },
+      { { url = "redis://h", host = "h" }, "host" }, { { url = 5 }, "url" },
+    }
+    for _, case in ipairs(cases) do
+      local err = raises(case[1])
+      assert.matches("invalid option '" .. case[2] .. "'", err, 1, true)
+    end
+  end)
+
+  it("rejects unknown options (typos)", function()
+    assert.matches("unknown option 'timout'", raises { timout = 1 }, 1, true)
+    assert.matches("unknown option 'pool.sise'", raises { pool = { sise = 1 } }, 1, true)
+    assert.matches("options must be a table", raises("redis://h"), 1, true)
+  end)
+
+  it("returns a clear error for rediss:// (no TLS in hiredis 0.14)", function()
+    local c, err = hicache.new { url = "rediss://u:" .. SECRET .. "@h:6380" }
+    assert.is_nil(c)
+    assert.matches("^tls not available", err)
+    assert.is_nil(err:find(SECRET, 1, true))
+  end)
+
+  it("hides the password in tostring(cache)", function()
+    local c = hicache.new { url = "redis://bob:" .. SECRET .. "@127.0.0.1:6390/3" }
+    local s = tostring(c)
+    assert.matches("redis://bob@127.0.0.1:6390/3", s, 1, true)
+    assert.is_nil(s:find(SECRET, 1, true))
+    c:close()
+    local u = hicache.new { path = "/tmp/x.sock", db = 1 }
+    assert.matches("unix:///tmp/x.sock?db=1", tostring(u), 1, true)
+  end)
+
+  it("connects lazily: new() succeeds with no server", function()
+    local c = hicache.new { port = 1 }
+    assert.equal(0, c:pool_stats().created)
+  end)
+end)

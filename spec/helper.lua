@@ -1,0 +1,81 @@
+-- Shared spec helpers: the test server's addresses (see spec/run.sh),
+-- caches with their own pools, a restart, and subprocess runners.
+local hicache = require "hicache"
+local posix = require "hctest"
+
+local H = {
+  hicache = hicache,
+  posix = posix,
+  null = hicache.null,
+  host = assert(os.getenv("HICACHE_TEST_HOST"), "run the specs with `make test`"),
+  port = tonumber(os.getenv("HICACHE_TEST_PORT")),
+  socket = os.getenv("HICACHE_TEST_SOCKET"),
+  conf = os.getenv("HICACHE_TEST_CONF"),
+  dir = os.getenv("HICACHE_TEST_DIR"),
+  build = os.getenv("HICACHE_TEST_BUILD"),
+  valgrind = os.getenv("HICACHE_UNDER_VALGRIND") ~= nil,
+  asan = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil,
+}
+
+local unique = 0
+
+--- A TCP cache with a pool of its own (pools are shared by identical
+-- settings, so each call varies pool.backoff_max by a hair).
+function H.cache(opts)
+  opts = opts or {}
+  unique = unique + 1
+  if opts.url == nil and opts.path == nil and opts.host == nil then
+    opts.host, opts.port = H.host, opts.port or H.port
+  end
+  opts.pool = opts.pool or {}
+  opts.pool.backoff_max = opts.pool.backoff_max or (1 + unique / 1e6)
+  return assert(hicache.new(opts))
+end
+
+--- A cache for administrative commands in specs.
+local admin
+function H.admin()
+  admin = admin or H.cache()
+  return admin
+end
+
+function H.client_id(c)
+  return assert(c:command("CLIENT", "ID"))
+end
+
+function H.shell(cmd)
+  local f = assert(io.popen(cmd .. " 2>&1"))
+  local out = f:read("a")
+  local ok, how, code = f:close()
+  return out, ok and 0 or code, how
+end
+
+--- Restarts the test server on the same addresses (data is lost).
+function H.restart_redis()
+  local cli = "redis-cli -s " .. H.socket
+  H.shell(cli .. " shutdown nosave")
+  for _ = 1, 100 do
+    if H.shell(cli .. " ping"):find("PONG") == nil then break end
+    posix.sleep(0.05)
+  end
+  local out, code = H.shell("redis-server " .. H.conf)
+  assert(code == 0, "redis-server: " .. out)
+  for _ = 1, 100 do
+    if H.shell(cli .. " ping"):find("PONG") then return end
+    posix.sleep(0.05)
+  end
+  error("redis-server did not come back")
+end
+
+--- Runs a Lua chunk in a fresh lua5.4 process; returns its output and code.
+function H.lua(code)
+  local path = H.dir .. "/chunk" .. tostring(math.random(1e9)) .. ".lua"
+  local f = assert(io.open(path, "w"))
+  f:write(code)
+  f:close()
+  local out, status = H.shell("lua5.4 " .. path)
+  os.remove(path)
+  return out, status
+end
+
+return H

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# spec/run.sh -- start a throwaway redis-server, run the specs, stop it.
+#
+# The server has no persistence, listens on a unix socket in a temp dir and
+# on a free loopback TCP port, and is always stopped (also on failure or
+# Ctrl-C). The specs get its addresses through these variables:
+#   HICACHE_TEST_HOST / HICACHE_TEST_PORT   TCP address
+#   HICACHE_TEST_SOCKET                     unix socket path
+#   HICACHE_TEST_CONF                       config file (to restart the server)
+#   HICACHE_TEST_DIR                        temp dir
+#   HICACHE_TEST_BUILD                      where the spec helpers were built
+# HICACHE_RUNNER=asan|valgrind runs busted under ASan or valgrind memcheck.
+# HICACHE_DEMO=1 runs examples/demo.lua instead of the specs.
+# Extra arguments go to busted (e.g. spec/pool_spec.lua).
+set -u
+cd "$(dirname "$0")/.."
+root=$PWD
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/hicache-test.XXXXXX")
+conf=$tmp/redis.conf
+sock=$tmp/redis.sock
+
+stop_redis() {
+  local pid
+  pid=$(cat "$tmp/redis.pid" 2>/dev/null) || return 0
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null
+}
+cleanup() { stop_redis; rm -rf "$tmp"; }
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+started=
+for _ in $(seq 20); do
+  port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
+  cat > "$conf" <<CONF
+bind 127.0.0.1
+port $port
+unixsocket $sock
+unixsocketperm 700
+daemonize yes
+pidfile $tmp/redis.pid
+logfile $tmp/redis.log
+dir $tmp
+save ""
+appendonly no
+enable-debug-command yes
+CONF
+  rm -f "$tmp/redis.pid"
+  redis-server "$conf" >/dev/null 2>&1 || continue
+  for _ in $(seq 50); do
+    if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] &&
+       [ "$(redis-cli -s "$sock" ping 2>/dev/null)" = PONG ]; then
+      started=1; break
+    fi
+    sleep 0.1
+  done
+  [ -n "$started" ] && break
+  stop_redis
+done
+if [ -z "$started" ]; then
+  echo "spec/run.sh: could not start redis-server" >&2
+  cat "$tmp/redis.log" >&2 2>/dev/null
+  exit 1
+fi
+
+export HICACHE_TEST_HOST=127.0.0.1 HICACHE_TEST_PORT=$port HICACHE_TEST_SOCKET=$sock
+export HICACHE_TEST_CONF=$conf HICACHE_TEST_DIR=$tmp
+export HICACHE_TEST_BUILD=${HICACHE_TEST_BUILD:-$root/build/spec}
+export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;$root/spec/?.lua;;"
+export LUA_CPATH="$root/?.so;$HICACHE_TEST_BUILD/?.so;;"
+
+lua=${LUA:-lua5.4}
+prefix=()
+case "${HICACHE_RUNNER:-}" in
+  asan)
+    export LD_PRELOAD="$(${CC:-gcc} -print-file-name=libasan.so)"
+    export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=98"
+    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+    ;;
+  valgrind)
+    prefix=(valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite
+            --show-leak-kinds=definite --error-exitcode=99 --trace-children=no)
+    export HICACHE_UNDER_VALGRIND=1
+    ;;
+esac
+
+if [ -n "${HICACHE_DEMO:-}" ]; then
+  "${prefix[@]}" "$lua" examples/demo.lua
+  exit $?
+fi
+"${prefix[@]}" "$lua" /usr/bin/busted -o spec/summary.lua "${@:-spec}"

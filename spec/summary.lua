@@ -1,0 +1,54 @@
+-- busted output handler for hicache: one line per spec file, failure
+-- details, and a last line "N passed, N failed" (errors count as failed).
+local io_write, io_flush, string_format = io.write, io.flush, string.format
+
+return function(options)
+  local busted = require "busted"
+  local handler = require "busted.outputHandlers.base"()
+  local current_file
+
+  local function report(kind, t)
+    local msg = t.message
+    if type(msg) ~= "string" then msg = require("pl.pretty").write(msg) end
+    local where = t.trace and t.trace.short_src and
+      (t.trace.short_src .. ":" .. tostring(t.trace.currentline)) or "?"
+    io_write(string_format("\n%s: %s\n  at %s\n  %s\n", kind, t.name or "?", where,
+      (msg or ""):gsub("\n", "\n  ")))
+  end
+
+  handler.fileStart = function(file)
+    current_file = file.name
+    io_write(string_format("%-36s ", current_file))
+    io_flush()
+    return nil, true
+  end
+
+  handler.fileEnd = function()
+    io_write("\n")
+    io_flush()
+    return nil, true
+  end
+
+  handler.testEnd = function(element, parent, status)
+    io_write(({ success = ".", failure = "F", error = "E", pending = "P" })[status] or "?")
+    io_flush()
+    return nil, true
+  end
+
+  handler.suiteEnd = function()
+    for _, t in ipairs(handler.failures) do report("FAILED", t) end
+    for _, t in ipairs(handler.errors) do report("ERROR", t) end
+    local pending = #handler.pendings
+    if pending > 0 then io_write(string_format("%d pending\n", pending)) end
+    io_write(string_format("%d passed, %d failed\n", #handler.successes,
+      #handler.failures + #handler.errors))
+    io_flush()
+    return nil, true
+  end
+
+  busted.subscribe({ "file", "start" }, handler.fileStart)
+  busted.subscribe({ "file", "end" }, handler.fileEnd)
+  busted.subscribe({ "test", "end" }, handler.testEnd, { predicate = handler.cancelOnPending })
+  busted.subscribe({ "suite", "end" }, handler.suiteEnd)
+  return handler
+end
