@@ -17,13 +17,14 @@ local H = {
   asan = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil,
 }
 
-local unique = 0
-
 --- A TCP cache with a pool of its own (pools are shared by identical
--- settings, so each call varies pool.backoff_max by a hair).
+-- settings, so each call varies pool.backoff_max by a hair). The counter
+-- lives in the registry because busted reloads this module per spec file.
 function H.cache(opts)
   opts = opts or {}
-  unique = unique + 1
+  local reg = debug.getregistry()
+  reg.hicache_spec_unique = (reg.hicache_spec_unique or 0) + 1
+  local unique = reg.hicache_spec_unique
   if opts.url == nil and opts.path == nil and opts.host == nil then
     opts.host, opts.port = H.host, opts.port or H.port
   end

@@ -5,6 +5,8 @@
  * so connects to it hang until the client's connect timeout.
  */
 #include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -115,7 +117,53 @@ static int t_close(lua_State *L)
     return 0;
 }
 
+/* with_alloc_limit(bytes, fn, ...) -> pcall(fn, ...) results, run while the
+ * state may allocate at most `bytes` more than it had: makes any
+ * allocation inside hicache's reply conversion fail on purpose. */
+typedef struct limit {
+    lua_Alloc f;
+    void *ud;
+    long long delta, budget;
+} limit;
+
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    limit *l = (limit *)ud;
+    long long old = ptr ? (long long)osize : 0;
+    void *p;
+    if ((long long)nsize > old && l->delta + ((long long)nsize - old) > l->budget) return NULL;
+    p = l->f(l->ud, ptr, osize, nsize);
+    if (p != NULL || nsize == 0) l->delta += (long long)nsize - old;
+    return p;
+}
+
+static int t_with_alloc_limit(lua_State *L)
+{
+    limit l;
+    int n, status;
+    l.budget = (long long)luaL_checkinteger(L, 1);
+    l.delta = 0;
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    l.f = lua_getallocf(L, &l.ud);
+    n = lua_gettop(L) - 2;
+    lua_setallocf(L, limited_alloc, &l);
+    status = lua_pcall(L, n, LUA_MULTRET, 0);
+    lua_setallocf(L, l.f, l.ud);
+    lua_pushboolean(L, status == 0);
+    lua_replace(L, 1);
+    return lua_gettop(L);
+}
+
+/* heap() -> bytes of malloc'd memory in use (glibc mallinfo2). */
+static int t_heap(lua_State *L)
+{
+    struct mallinfo2 mi = mallinfo2();
+    lua_pushinteger(L, (lua_Integer)mi.uordblks);
+    return 1;
+}
+
 static const luaL_Reg funcs[] = {
+    {"with_alloc_limit", t_with_alloc_limit}, {"heap", t_heap},
     {"fork", t_fork},   {"waitpid", t_waitpid}, {"_exit", t_exit},
     {"getpid", t_getpid}, {"kill", t_kill},     {"sleep", t_sleep},
     {"now", t_now},     {"blackhole", t_blackhole}, {"close", t_close},
