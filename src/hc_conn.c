@@ -139,6 +139,7 @@ hc_conn *hc_conn_open(const hc_settings *s, char *err, size_t errlen)
         snprintf(db, sizeof db, "%d", s->db);
         if (setup_command(c, s, "select", 2, argv, err, errlen) != 0) goto fail;
     }
+    c->state = 0; /* AUTH and SELECT here set the pool's state, not a user's */
     return c;
 fail:
     hc_conn_close(c);
