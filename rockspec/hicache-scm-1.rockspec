@@ -1,0 +1,38 @@
+rockspec_format = "3.0"
+package = "hicache"
+version = "scm-1"
+source = {
+  url = "git+https://github.com/hicache/hicache.git",
+}
+description = {
+  summary = "Redis caching for Lua: a C core on hiredis with pooled connections",
+  detailed = [[
+hicache is a Redis client and cache for Lua 5.4 (and LuaJIT): a C module on
+hiredis holds the hot path (connection pool, commands, replies), a thin Lua
+layer validates options and makes it pleasant.
+]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1",
+}
+external_dependencies = {
+  HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["hicache.core"] = {
+      sources = {
+        "src/hc_cmd.c", "src/hc_conn.c", "src/hc_pool.c",
+        "src/hc_args.c", "src/hc_reply.c", "src/hc_core.c",
+      },
+      defines = { "_DEFAULT_SOURCE", "_POSIX_C_SOURCE=200809L" },
+      incdirs = { "$(HIREDIS_INCDIR)" },
+      libdirs = { "$(HIREDIS_LIBDIR)" },
+      libraries = { "hiredis", "pthread", "m" },
+    },
+    ["hicache"] = "lua/hicache/init.lua",
+    ["hicache.config"] = "lua/hicache/config.lua",
+  },
+}

@@ -1,0 +1,55 @@
+local H = require "helper"
+
+-- Builds a pristine copy of the sources (so the module under test is not
+-- overwritten), installs it, and loads it from the installed tree only.
+local root = assert(os.getenv("PWD"))
+local clean_env = "env -u LD_PRELOAD -u MAKEFLAGS -u MAKELEVEL -u LUA_PATH -u LUA_CPATH "
+
+local function copy_sources()
+  local dir = H.dir .. "/install-" .. tostring(math.random(1e9))
+  local out, code = H.shell(("mkdir -p %s && cp -r %s/src %s/lua %s/rockspec %s/Makefile %s/"):format(
+    dir, root, root, root, root, dir))
+  assert.equal(0, code, out)
+  return dir
+end
+
+local probe = [[
+local hicache = require "hicache"
+local core_path = package.searchpath("hicache.core", package.cpath)
+local c = assert(hicache.new{host = %q, port = %d})
+print(core_path, package.searchpath("hicache", package.path), c:command("PING"))
+]]
+
+local function run_installed(lua_path, lua_cpath)
+  local script = H.dir .. "/probe.lua"
+  local f = assert(io.open(script, "w"))
+  f:write(probe:format(H.host, H.port))
+  f:close()
+  return H.shell(("%s LUA_PATH=%q LUA_CPATH=%q lua5.4 %s"):format(clean_env, lua_path, lua_cpath, script))
+end
+
+describe("installation", function()
+  it("luarocks make builds offline and require 'hicache' works from the tree", function()
+    local dir = copy_sources()
+    local tree = dir .. "/tree"
+    local out, code = H.shell(("cd %s && %s luarocks --lua-version 5.4 --tree %s make rockspec/hicache-scm-1.rockspec"):format(
+      dir, clean_env, tree))
+    assert.equal(0, code, out)
+    out, code = run_installed(tree .. "/share/lua/5.4/?.lua;" .. tree .. "/share/lua/5.4/?/init.lua",
+      tree .. "/lib/lua/5.4/?.so")
+    assert.equal(0, code, out)
+    assert.equal(tree .. "/lib/lua/5.4/hicache/core.so\t" .. tree .. "/share/lua/5.4/hicache/init.lua\tPONG\n", out)
+  end)
+
+  it("make install honours PREFIX and DESTDIR", function()
+    local dir = copy_sources()
+    local dest = dir .. "/dest"
+    local out, code = H.shell(("cd %s && %s make -s install PREFIX=/opt/hc DESTDIR=%s BUILD=%s/b"):format(
+      dir, clean_env, dest, dir))
+    assert.equal(0, code, out)
+    local share, lib = dest .. "/opt/hc/share/lua/5.4", dest .. "/opt/hc/lib/lua/5.4"
+    out, code = run_installed(share .. "/?.lua;" .. share .. "/?/init.lua", lib .. "/?.so")
+    assert.equal(0, code, out)
+    assert.equal(lib .. "/hicache/core.so\t" .. share .. "/hicache/init.lua\tPONG\n", out)
+  end)
+end)
