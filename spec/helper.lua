@@ -16,6 +16,9 @@ local H = {
   valgrind = os.getenv("HICACHE_UNDER_VALGRIND") ~= nil,
   asan = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil,
 }
+-- This process keeps the ASan runtime it was started with; the shell tools
+-- and programs the specs spawn do not need it (hc_threads links it itself).
+if H.asan then posix.unsetenv("LD_PRELOAD") end
 
 --- A TCP cache with a pool of its own (pools are shared by identical
 -- settings, so each call varies pool.backoff_max by a hair). The counter
