@@ -85,7 +85,7 @@ bench: all
 	@bench/run.sh
 
 demo: all
-	@HICACHE_DEMO=1 spec/run.sh
+	@spec/run.sh --exec $(LUA) examples/demo.lua
 
 install: $(MODULE)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/hicache $(DESTDIR)$(LUA_SHAREDIR)/hicache

@@ -10,8 +10,9 @@
 #   HICACHE_TEST_DIR                        temp dir
 #   HICACHE_TEST_BUILD                      where the spec helpers were built
 # HICACHE_RUNNER=asan|valgrind runs busted under ASan or valgrind memcheck.
-# HICACHE_DEMO=1 runs examples/demo.lua instead of the specs.
-# Extra arguments go to busted (e.g. spec/pool_spec.lua).
+# Arguments go to busted (e.g. spec/pool_spec.lua), except:
+#   spec/run.sh --exec CMD [ARGS]   runs CMD with the server instead of busted
+#                                   (make demo and make bench use this).
 set -u
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -87,8 +88,9 @@ case "${HICACHE_RUNNER:-}" in
     ;;
 esac
 
-if [ -n "${HICACHE_DEMO:-}" ]; then
-  "${prefix[@]}" "$lua" examples/demo.lua
+if [ "${1:-}" = --exec ]; then
+  shift
+  "${prefix[@]}" "$@"
   exit $?
 fi
 "${prefix[@]}" "$lua" /usr/bin/busted -o spec/summary.lua "${@:-spec}"

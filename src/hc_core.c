@@ -7,7 +7,6 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "compat.h"
 #include "hc_args.h"
@@ -108,7 +107,7 @@ static int core_new(lua_State *L)
 static int exec_on(hc_conn *c, int n, const hc_cmd *cmds, redisReply **replies,
                    char *err)
 {
-    if (c->pid != getpid()) {
+    if (c->pid != hc_pool_self_pid()) {
         snprintf(err, HC_ERRLEN, "connection belongs to parent process");
         return -1;
     }
@@ -320,7 +319,7 @@ static void conn_return(reserved *rs, int io)
     hc_conn *c = rs->conn;
     if (c == NULL) return;
     rs->conn = NULL;
-    if (c->pid == getpid()) {
+    if (c->pid == hc_pool_self_pid()) {
         if (rs->timeout_set && !c->broken &&
             hc_conn_set_timeout(c, hc_pool_settings(rs->pool)->timeout) != 0)
             c->broken = 1;

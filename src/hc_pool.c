@@ -31,6 +31,10 @@ struct hc_pool {
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static hc_pool *registry;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+/* This process's pid, so the hot path needs no getpid(2) syscall (glibc no
+ * longer caches it). Written only by register_atfork (under pthread_once)
+ * and by the atfork child handler, when the child has a single thread. */
+static pid_t self_pid;
 
 /* ---- fork(2): hold every lock across it, release on both sides ------- */
 
@@ -48,9 +52,21 @@ static void atfork_release(void)
     pthread_mutex_unlock(&registry_mu);
 }
 
+static void atfork_child(void)
+{
+    self_pid = getpid();
+    atfork_release();
+}
+
 static void register_atfork(void)
 {
-    pthread_atfork(atfork_prepare, atfork_release, atfork_release);
+    self_pid = getpid();
+    pthread_atfork(atfork_prepare, atfork_release, atfork_child);
+}
+
+pid_t hc_pool_self_pid(void)
+{
+    return self_pid;
 }
 
 /* ---- settings ---------------------------------------------------------- */
@@ -189,7 +205,7 @@ const hc_settings *hc_pool_settings(const hc_pool *p)
 static void check_fork(hc_pool *p)
 {
     hc_conn *c;
-    pid_t me = getpid();
+    pid_t me = self_pid;
     if (p->pid == me) return;
     while ((c = p->idle) != NULL) {
         p->idle = c->next;

@@ -25,6 +25,9 @@ typedef struct hc_pool_stats {
     unsigned long long created, closed, errors, waits, exhausted, health_checks;
 } hc_pool_stats;
 
+/* This process's pid, kept current across fork(2) without a syscall. */
+pid_t hc_pool_self_pid(void);
+
 /* Finds or creates the pool for these settings (copied) and takes a
  * reference. NULL only when out of memory. */
 hc_pool *hc_pool_acquire(const hc_settings *s);
