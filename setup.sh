@@ -1,0 +1,24 @@
+#!/bin/sh
+# setup.sh -- first command on a fresh Debian 12 machine: installs the Debian
+# packages hicache needs when they are missing, builds, and runs the demo
+# against a throwaway redis-server. `./setup.sh --no-demo` skips the demo.
+set -eu
+cd "$(dirname "$0")"
+
+packages="make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev libhiredis-dev
+  luarocks lua-busted redis-server redis-tools valgrind lua-redis lua-socket"
+
+missing=""
+for p in $packages; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "setup.sh: installing:$missing"
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+fi
+
+make -s all
+[ "${1:-}" = "--no-demo" ] || make -s demo
