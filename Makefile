@@ -39,8 +39,9 @@ HDRS := $(wildcard src/*.h)
 LUA_MODULES := $(wildcard lua/hicache/*.lua)
 
 BUILD  ?= build
+MODDIR ?= .
 OBJS   := $(SRCS:src/%.c=$(BUILD)/%.o)
-MODULE := hicache/core.so
+MODULE := $(MODDIR)/hicache/core.so
 SPECBIN := $(BUILD)/spec
 
 .PHONY: all test test-asan valgrind bench install uninstall clean spec-helpers demo
@@ -54,7 +55,7 @@ $(BUILD):
 	mkdir -p $(BUILD)
 
 $(MODULE): $(OBJS)
-	mkdir -p hicache
+	mkdir -p $(MODDIR)/hicache
 	$(CC) -shared $(LDFLAGS_ALL) -o $@ $(OBJS) $(HIREDIS_LIBS) -lpthread -lm
 
 # Test-only helpers: a tiny posix module (fork/waitpid/...) and the
@@ -72,11 +73,13 @@ $(SPECBIN)/hc_threads: spec/helpers/hc_threads.c
 test: all
 	@spec/run.sh
 
+# The sanitized build lives in build/asan, apart from the normal one.
+ASAN_DIR := build/asan
 test-asan:
-	$(MAKE) clean
-	$(MAKE) all OPT="-O1 -g -fno-omit-frame-pointer" \
+	$(MAKE) all BUILD=$(ASAN_DIR) MODDIR=$(ASAN_DIR) OPT="-O1 -g -fno-omit-frame-pointer" \
 	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
-	@HICACHE_RUNNER=asan spec/run.sh
+	@HICACHE_RUNNER=asan HICACHE_MODDIR=$(CURDIR)/$(ASAN_DIR) \
+	  HICACHE_TEST_BUILD=$(CURDIR)/$(ASAN_DIR)/spec spec/run.sh
 
 valgrind: all
 	@HICACHE_RUNNER=valgrind spec/run.sh

@@ -71,7 +71,7 @@ export HICACHE_TEST_HOST=127.0.0.1 HICACHE_TEST_PORT=$port HICACHE_TEST_SOCKET=$
 export HICACHE_TEST_CONF=$conf HICACHE_TEST_DIR=$tmp
 export HICACHE_TEST_BUILD=${HICACHE_TEST_BUILD:-$root/build/spec}
 export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;$root/spec/?.lua;;"
-export LUA_CPATH="$root/?.so;$HICACHE_TEST_BUILD/?.so;;"
+export LUA_CPATH="${HICACHE_MODDIR:-$root}/?.so;$HICACHE_TEST_BUILD/?.so;;"
 
 lua=${LUA:-lua5.4}
 prefix=()
