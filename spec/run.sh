@@ -28,10 +28,26 @@ stop_redis() {
   for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
   kill -9 "$pid" 2>/dev/null
 }
-cleanup() { stop_redis; rm -rf "$tmp"; }
+child=
+cleanup() {
+  [ -n "$child" ] && kill "$child" 2>/dev/null
+  stop_redis
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# Runs a command in the background and waits for it, so a signal to this
+# script stops the command and the server at once.
+run() {
+  "$@" &
+  child=$!
+  wait "$child"
+  local rc=$?
+  child=
+  return $rc
+}
 
 started=
 for _ in $(seq 20); do
@@ -90,7 +106,7 @@ esac
 
 if [ "${1:-}" = --exec ]; then
   shift
-  "${prefix[@]}" "$@"
+  run "${prefix[@]}" "$@"
   exit $?
 fi
-"${prefix[@]}" "$lua" /usr/bin/busted -o spec/summary.lua "${@:-spec}"
+run "${prefix[@]}" "$lua" /usr/bin/busted -o spec/summary.lua "${@:-spec}"
