@@ -44,7 +44,7 @@ OBJS   := $(SRCS:src/%.c=$(BUILD)/%.o)
 MODULE := $(MODDIR)/hicache/core.so
 SPECBIN := $(BUILD)/spec
 
-.PHONY: all test test-asan valgrind bench install uninstall clean spec-helpers demo
+.PHONY: all compat-luajit test test-asan valgrind bench install uninstall clean spec-helpers demo
 
 all: $(MODULE) spec-helpers
 
@@ -70,7 +70,16 @@ $(SPECBIN)/hc_threads: spec/helpers/hc_threads.c
 	mkdir -p $(SPECBIN)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LUA_LIBS) -lpthread -ldl -lm
 
-test: all
+# The C core must also compile against the Lua 5.1 API (LuaJIT 2.1).
+LUAJIT_CFLAGS := $(shell $(PKG_CONFIG) --cflags luajit 2>/dev/null)
+compat-luajit:
+	@test -n "$(LUAJIT_CFLAGS)" || { echo "compat-luajit: needs libluajit-5.1-dev"; exit 1; }
+	@for f in $(SRCS); do \
+	  $(CC) $(WARN) -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L $(LUAJIT_CFLAGS) -fsyntax-only $$f || exit 1; \
+	done
+	@echo "compat-luajit: src/ compiles against $(LUAJIT_CFLAGS)"
+
+test: all compat-luajit
 	@spec/run.sh
 
 # The sanitized build lives in build/asan, apart from the normal one.

@@ -6,7 +6,8 @@ set -eu
 cd "$(dirname "$0")"
 
 packages="make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev libhiredis-dev
-  luarocks lua-busted redis-server redis-tools valgrind lua-redis lua-socket"
+  luarocks lua-busted redis-server redis-tools valgrind lua-redis lua-socket
+  libluajit-5.1-dev"
 
 missing=""
 for p in $packages; do

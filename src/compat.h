@@ -9,9 +9,11 @@
 #include <lauxlib.h>
 
 #if LUA_VERSION_NUM < 502
+#define lua_rawlen(L, i) lua_objlen(L, (i))
+/* LuaJIT 2.1 already has these 5.2 auxiliary functions; PUC Lua 5.1 not. */
+#ifndef luaL_newlibtable
 #define luaL_newlibtable(L, l) lua_createtable(L, 0, sizeof(l) / sizeof((l)[0]) - 1)
 #define luaL_newlib(L, l) (luaL_newlibtable(L, l), luaL_setfuncs(L, l, 0))
-#define lua_rawlen(L, i) lua_objlen(L, (i))
 static inline void luaL_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 {
     luaL_checkstack(L, nup, "too many upvalues");
@@ -32,6 +34,7 @@ static inline void *luaL_testudata(lua_State *L, int i, const char *tname)
     lua_pop(L, 2);
     return p;
 }
+#endif /* luaL_newlibtable */
 static inline void lua_rawsetp(lua_State *L, int i, const void *p)
 {
     i = (i < 0 && i > LUA_REGISTRYINDEX) ? lua_gettop(L) + i + 1 : i;
