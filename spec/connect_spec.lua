@@ -27,6 +27,18 @@ describe("connecting", function()
     assert.equal("hc_alice", t:command("ACL", "WHOAMI"))
   end)
 
+  it("sends passwords binary-safe (spaces, CR/LF, percent-escaped in urls)", function()
+    local admin = H.admin()
+    local pw = "p w:@/\r\n%x"
+    assert.equal("OK", admin:command("ACL", "SETUSER", "hc_carol", "reset", "on", ">" .. pw, "~*", "+@all"))
+    finally(function() admin:command("ACL", "DELUSER", "hc_carol") end)
+    local c = H.cache { username = "hc_carol", password = pw }
+    assert.equal("hc_carol", c:command("ACL", "WHOAMI"))
+    local escaped = pw:gsub("[^%w]", function(ch) return ("%%%02X"):format(ch:byte()) end)
+    local u = H.cache { url = ("redis://hc_carol:%s@%s:%d"):format(escaped, H.host, H.port) }
+    assert.equal("hc_carol", u:command("ACL", "WHOAMI"))
+  end)
+
   it("reports a wrong password clearly, without the password", function()
     local admin = H.admin()
     admin:command("ACL", "SETUSER", "hc_bob", "reset", "on", ">bob-pw", "~*", "+@all")

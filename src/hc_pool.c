@@ -2,7 +2,6 @@
 #include "hc_pool.h"
 #include "hc_time.h"
 
-#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>

@@ -142,6 +142,7 @@ function _M.settings(opts)
 
   for _, k in ipairs { "host", "path", "username", "password" } do
     if s[k] ~= nil and type(s[k]) ~= "string" then return nil, bad(k, "must be a string") end
+    if s[k] and s[k]:find("%z") then return nil, bad(k, "must not contain a NUL byte") end
   end
   if s.host and s.path then return nil, bad("path", "cannot be combined with 'host'") end
   if s.path then
@@ -156,9 +157,6 @@ function _M.settings(opts)
   s.db = s.db or 0
   local e = check_int("db", s.db, 0, 1000000); if e then return nil, e end
   if s.username and not s.password then return nil, bad("username", "needs a password") end
-  if s.password and s.password:find("[\r\n%z]") then
-    return nil, bad("password", "must not contain CR, LF or NUL")
-  end
 
   local d = _M.defaults
   s.connect_timeout = opts.connect_timeout or d.connect_timeout
