@@ -3,7 +3,7 @@ local posix = H.posix
 
 describe("the pool", function()
   it("never exceeds its size: 50 coroutines each reserve a connection", function()
-    local c = H.cache { pool = { size = 5, wait = 0.2 } }
+    local c = H.cache { pool = { size = 5, wait = 0.05 } }
     local got, refused, max_in_use = {}, {}, 0
     local cos = {}
     for i = 1, 50 do
@@ -29,7 +29,7 @@ describe("the pool", function()
     assert.equal(5, st.created)
     assert.equal(45, st.exhausted)
     assert.equal(45, st.waits)
-    assert.is_true(waited >= 45 * 0.2 * 0.9, "refusals came before pool.wait: " .. waited)
+    assert.is_true(waited >= 45 * 0.05 * 0.9, "refusals came before pool.wait: " .. waited)
     for i = 1, 50 do
       if coroutine.status(cos[i]) == "suspended" then assert(coroutine.resume(cos[i])) end
     end
