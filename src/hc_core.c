@@ -10,15 +10,11 @@
 
 #include "compat.h"
 #include "hc_args.h"
+#include "hc_client.h"
 #include "hc_pool.h"
 #include "hc_reply.h"
 
-#define CLIENT_MT "hicache.client"
 #define CONN_MT "hicache.conn"
-
-typedef struct client {
-    hc_pool *pool; /* NULL after close() */
-} client;
 
 typedef struct reserved {
     hc_pool *pool;     /* holds a reference while conn is set */
@@ -26,7 +22,7 @@ typedef struct reserved {
     int timeout_set;   /* set_timeout() changed the timeout   */
 } reserved;
 
-static int fail(lua_State *L, const char *err)
+int hc_fail(lua_State *L, const char *err)
 {
     lua_pushnil(L);
     lua_pushstring(L, err);
@@ -69,7 +65,7 @@ static int opt_int(lua_State *L, int t, const char *k, int lo, int hi)
 static int core_new(lua_State *L)
 {
     hc_settings s;
-    client *cl;
+    client *cl, cache;
     const double day = 86400.0;
 
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -91,8 +87,29 @@ static int core_new(lua_State *L)
     s.lifetime = opt_number(L, 1, "lifetime", 0, day * 365);
     s.backoff_base = opt_number(L, 1, "backoff_base", 0, 60);
     s.backoff_max = opt_number(L, 1, "backoff_max", 0, 3600);
+    {
+        static const char *const sers[] = {"msgpack", "json", "raw", NULL};
+        const char *prefix = opt_string(L, 1, "prefix");
+        const char *ser = opt_string(L, 1, "serializer");
+        int i;
+        memset(&cache, 0, sizeof cache);
+        for (i = 0; sers[i] && ser && strcmp(ser, sers[i]) != 0; i++) {}
+        if (ser == NULL || sers[i] == NULL) return luaL_error(L, "setting 'serializer' is invalid");
+        cache.codec.ser = (hc_serializer)i;
+        cache.codec.compress_min = (size_t)opt_number(L, 1, "compress_min", 0, 1e9);
+        cache.codec.compress_level = opt_int(L, 1, "compress_level", -7, 22);
+        cache.codec.max_depth = opt_int(L, 1, "max_depth", 1, HC_DEPTH_LIMIT);
+        cache.codec.max_elements = (size_t)opt_number(L, 1, "max_elements", 1, 1e9);
+        cache.codec.max_bytes = (size_t)opt_number(L, 1, "max_bytes", 1, 1024.0 * 1024 * 1024);
+        if (prefix == NULL || strlen(prefix) > HC_PREFIX_MAX) return luaL_error(L, "setting 'prefix' is invalid");
+        memcpy(cache.prefix, prefix, strlen(prefix) + 1);
+        cache.prefix_len = strlen(prefix);
+        cache.version = (long long)opt_number(L, 1, "version", -1e15, 1e15);
+        cache.ttl_ms = (long long)(opt_number(L, 1, "ttl_ms", 0, 1e15));
+    }
 
     cl = (client *)lua_newuserdata(L, sizeof *cl);
+    *cl = cache;
     cl->pool = NULL;
     luaL_getmetatable(L, CLIENT_MT);
     lua_setmetatable(L, -2);
@@ -115,10 +132,15 @@ static int exec_on(hc_conn *c, int n, const hc_cmd *cmds, redisReply **replies,
 }
 
 /* Borrow, run, settle, return: the whole life of a pooled command. */
-static int pooled(hc_pool *p, int n, const hc_cmd *cmds, redisReply **replies,
-                  char *err)
+int hc_client_exec(client *cl, int n, const hc_cmd *cmds, redisReply **replies, char *err)
 {
-    hc_conn *c = hc_pool_checkout(p, err, HC_ERRLEN);
+    hc_pool *p = cl->pool;
+    hc_conn *c;
+    if (p == NULL) {
+        snprintf(err, HC_ERRLEN, "closed");
+        return -1;
+    }
+    c = hc_pool_checkout(p, err, HC_ERRLEN);
     int rc;
     if (c == NULL) return -1;
     rc = exec_on(c, n, cmds, replies, err);
@@ -137,14 +159,9 @@ static redisReply **reply_slots(lua_State *L, int n)
 
 /* ---- client methods ----------------------------------------------------- */
 
-static client *check_client(lua_State *L)
-{
-    return (client *)luaL_checkudata(L, 1, CLIENT_MT);
-}
-
 static int client_command(lua_State *L)
 {
-    client *cl = check_client(L);
+    client *cl = hc_check_client(L);
     const char *argv[HC_ARGS_STACK];
     size_t lens[HC_ARGS_STACK];
     char err[HC_ERRLEN];
@@ -152,14 +169,14 @@ static int client_command(lua_State *L)
     hc_cmd cmd;
 
     hc_args_from_stack(L, 2, lua_gettop(L), &cmd, argv, lens);
-    if (cl->pool == NULL) return fail(L, "closed");
-    if (pooled(cl->pool, 1, &cmd, &r, err) != 0) return fail(L, err);
+    if (cl->pool == NULL) return hc_fail(L, "closed");
+    if (hc_client_exec(cl, 1, &cmd, &r, err) != 0) return hc_fail(L, err);
     return hc_reply_push_one(L, r);
 }
 
 static int client_pipeline(lua_State *L)
 {
-    client *cl = check_client(L);
+    client *cl = hc_check_client(L);
     char err[HC_ERRLEN];
     redisReply **r;
     hc_cmd *cmds;
@@ -167,22 +184,22 @@ static int client_pipeline(lua_State *L)
 
     cmds = hc_args_from_list(L, 2, &n);
     r = reply_slots(L, n);
-    if (cl->pool == NULL) return fail(L, "closed");
+    if (cl->pool == NULL) return hc_fail(L, "closed");
     if (n == 0) {
         lua_newtable(L);
         return 1;
     }
-    if (pooled(cl->pool, n, cmds, r, err) != 0) return fail(L, err);
+    if (hc_client_exec(cl, n, cmds, r, err) != 0) return hc_fail(L, err);
     return hc_reply_push_list(L, r, n);
 }
 
 static int client_reserve(lua_State *L)
 {
-    client *cl = check_client(L);
+    client *cl = hc_check_client(L);
     char err[HC_ERRLEN];
     reserved *rs;
 
-    if (cl->pool == NULL) return fail(L, "closed");
+    if (cl->pool == NULL) return hc_fail(L, "closed");
     rs = (reserved *)lua_newuserdata(L, sizeof *rs); /* may raise: nothing held yet */
     rs->pool = NULL;
     rs->conn = NULL;
@@ -190,7 +207,7 @@ static int client_reserve(lua_State *L)
     luaL_getmetatable(L, CONN_MT);
     lua_setmetatable(L, -2);
     rs->conn = hc_pool_checkout(cl->pool, err, sizeof err);
-    if (rs->conn == NULL) return fail(L, err);
+    if (rs->conn == NULL) return hc_fail(L, err);
     hc_pool_ref(cl->pool);
     rs->pool = cl->pool;
     return 1;
@@ -204,9 +221,9 @@ static void set_int(lua_State *L, const char *k, unsigned long long v)
 
 static int client_pool_stats(lua_State *L)
 {
-    client *cl = check_client(L);
+    client *cl = hc_check_client(L);
     hc_pool_stats st;
-    if (cl->pool == NULL) return fail(L, "closed");
+    if (cl->pool == NULL) return hc_fail(L, "closed");
     hc_pool_get_stats(cl->pool, &st);
     lua_createtable(L, 0, 11);
     set_int(L, "size", (unsigned long long)st.size);
@@ -225,7 +242,7 @@ static int client_pool_stats(lua_State *L)
 
 static int client_close(lua_State *L)
 {
-    client *cl = check_client(L);
+    client *cl = hc_check_client(L);
     if (cl->pool) {
         hc_pool_release(cl->pool);
         cl->pool = NULL;
@@ -253,7 +270,7 @@ static void push_endpoint(lua_State *L, hc_pool *p)
 
 static int client_tostring(lua_State *L)
 {
-    client *cl = check_client(L);
+    client *cl = hc_check_client(L);
     push_endpoint(L, cl->pool);
     lua_pushfstring(L, "hicache.client (%s): %p", lua_tostring(L, -1), (void *)cl);
     return 1;
@@ -276,8 +293,8 @@ static int conn_command(lua_State *L)
     hc_cmd cmd;
 
     hc_args_from_stack(L, 2, lua_gettop(L), &cmd, argv, lens);
-    if (rs->conn == NULL) return fail(L, "released");
-    if (exec_on(rs->conn, 1, &cmd, &r, err) != 0) return fail(L, err);
+    if (rs->conn == NULL) return hc_fail(L, "released");
+    if (exec_on(rs->conn, 1, &cmd, &r, err) != 0) return hc_fail(L, err);
     return hc_reply_push_one(L, r);
 }
 
@@ -291,12 +308,12 @@ static int conn_pipeline(lua_State *L)
 
     cmds = hc_args_from_list(L, 2, &n);
     r = reply_slots(L, n);
-    if (rs->conn == NULL) return fail(L, "released");
+    if (rs->conn == NULL) return hc_fail(L, "released");
     if (n == 0) {
         lua_newtable(L);
         return 1;
     }
-    if (exec_on(rs->conn, n, cmds, r, err) != 0) return fail(L, err);
+    if (exec_on(rs->conn, n, cmds, r, err) != 0) return hc_fail(L, err);
     return hc_reply_push_list(L, r, n);
 }
 
@@ -305,8 +322,8 @@ static int conn_set_timeout(lua_State *L)
     reserved *rs = check_reserved(L);
     double t = (double)luaL_checknumber(L, 2);
     if (!(t > 0 && t <= 86400.0)) return luaL_argerror(L, 2, "timeout must be > 0 and <= 86400 seconds");
-    if (rs->conn == NULL) return fail(L, "released");
-    if (hc_conn_set_timeout(rs->conn, t) != 0) return fail(L, "cannot set timeout");
+    if (rs->conn == NULL) return hc_fail(L, "released");
+    if (hc_conn_set_timeout(rs->conn, t) != 0) return hc_fail(L, "cannot set timeout");
     rs->timeout_set = 1;
     lua_pushboolean(L, 1);
     return 1;
@@ -398,6 +415,7 @@ int luaopen_hicache_core(lua_State *L)
     hc_reply_init(L);
     luaL_newlib(L, core_functions);
     new_class(L, CLIENT_MT, client_methods, client_close, client_tostring);
+    hc_cache_register(L);
     lua_setfield(L, -2, "Client");
     new_class(L, CONN_MT, conn_methods, conn_gc, conn_tostring);
     lua_setfield(L, -2, "Conn");

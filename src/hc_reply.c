@@ -2,7 +2,7 @@
 #include "hc_reply.h"
 #include "compat.h"
 
-/* Registry key of the converter function (its address is unique). */
+/* Registry key of the trampoline function (its address is unique). */
 static const char converter_key = 'c';
 
 typedef struct conv {
@@ -53,9 +53,9 @@ static void push_value(lua_State *L, const redisReply *r, int depth)
     }
 }
 
-static int converter(lua_State *L)
+static int converter(lua_State *L, void *ud)
 {
-    conv *cv = (conv *)lua_touserdata(L, 1);
+    conv *cv = (conv *)ud;
     int i;
     if (!cv->list) {
         if (cv->r[0]->type == REDIS_REPLY_ERROR) {
@@ -75,23 +75,43 @@ static int converter(lua_State *L)
     return 1;
 }
 
+/* One trampoline registered at luaopen; hc_pcall passes it the callback. */
+typedef struct call {
+    int (*fn)(lua_State *L, void *ud);
+    void *ud;
+} call;
+
+static int trampoline(lua_State *L)
+{
+    call *c = (call *)lua_touserdata(L, 1);
+    lua_remove(L, 1);
+    return c->fn(L, c->ud);
+}
+
 void hc_reply_init(lua_State *L)
 {
-    lua_pushcfunction(L, converter);
+    lua_pushcfunction(L, trampoline);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &converter_key);
+}
+
+int hc_pcall(lua_State *L, int (*fn)(lua_State *L, void *ud), void *ud, int nargs, int nres)
+{
+    call c;
+    c.fn = fn;
+    c.ud = ud;
+    /* None of the calls below allocates, so nothing can raise before pcall. */
+    if (!lua_checkstack(L, 3)) return -1;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &converter_key);
+    lua_pushlightuserdata(L, &c);
+    lua_insert(L, -(nargs + 2)); /* ... ud args trampoline */
+    lua_insert(L, -(nargs + 2)); /* ... trampoline ud args */
+    return lua_pcall(L, nargs + 1, nres, 0);
 }
 
 static int run(lua_State *L, conv *cv, int nres)
 {
     int i, status;
-    /* Neither call below allocates, so nothing can raise before pcall. */
-    if (!lua_checkstack(L, 3)) {
-        status = -1;
-    } else {
-        lua_rawgetp(L, LUA_REGISTRYINDEX, &converter_key);
-        lua_pushlightuserdata(L, cv);
-        status = lua_pcall(L, 1, nres, 0);
-    }
+    status = hc_pcall(L, converter, cv, 0, nres);
     for (i = 0; i < cv->n; i++) freeReplyObject(cv->r[i]);
     if (status == -1) return luaL_error(L, "stack overflow");
     if (status != 0) return lua_error(L); /* the replies are already freed */

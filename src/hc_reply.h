@@ -15,8 +15,15 @@
 #include <lua.h>
 #include <hiredis/hiredis.h>
 
-/* Registers the protected converter; call once from luaopen. */
+/* Registers the protected-call trampoline; call once from luaopen. */
 void hc_reply_init(lua_State *L);
+
+/* Runs fn(L, ud) in a protected call, with the nargs values on top of the
+ * stack as its arguments (at indexes 1..nargs), without allocating before
+ * the call, so a caller holding C memory can free it before re-raising.
+ * Returns the lua_pcall status (the error message on the stack), or -1
+ * when the stack cannot grow (nothing pushed, arguments left in place). */
+int hc_pcall(lua_State *L, int (*fn)(lua_State *L, void *ud), void *ud, int nargs, int nres);
 
 /* Pushes reply as (value) or, for an error reply, (nil, msg); frees it. */
 int hc_reply_push_one(lua_State *L, redisReply *r);

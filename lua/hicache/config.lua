@@ -9,6 +9,12 @@ local huge = math.huge
 local _M = {}
 
 _M.defaults = {
+  prefix = "",
+  version = 1,
+  ttl = 300,
+  serializer = "msgpack",
+  compress = { min_size = 1024, level = 3 },  -- used when compress = true
+  limits = { depth = 64, elements = 10000000, bytes = 512 * 1024 * 1024 },
   connect_timeout = 1,
   timeout = 1,
   keepalive = 60,
@@ -20,7 +26,9 @@ local connection_fields = { "host", "port", "path", "db", "username", "password"
 local known = {
   url = true, host = true, port = true, path = true, db = true, username = true,
   password = true, connect_timeout = true, timeout = true, keepalive = true, pool = true,
+  prefix = true, version = true, ttl = true, serializer = true, compress = true, limits = true,
 }
+local serializers = { msgpack = true, json = true, raw = true }
 local known_pool = { size = true, wait = true, idle_check = true, lifetime = true,
                      backoff_base = true, backoff_max = true }
 
@@ -189,6 +197,47 @@ function _M.settings(opts)
   e = check_number("pool.backoff_base", s.backoff_base, 0, true, 60); if e then return nil, e end
   s.backoff_max = pool.backoff_max or dp.backoff_max
   e = check_number("pool.backoff_max", s.backoff_max, 0, true, 3600); if e then return nil, e end
+
+  -- the cache (per handle, not part of the pool's identity)
+  s.prefix = opts.prefix == nil and d.prefix or opts.prefix
+  if type(s.prefix) ~= "string" then return nil, bad("prefix", "must be a string") end
+  if #s.prefix > 256 or s.prefix:find("%z") then
+    return nil, bad("prefix", "must be at most 256 bytes, without NUL")
+  end
+  s.version = opts.version == nil and d.version or opts.version
+  e = check_int("version", s.version, -1e15, 1e15); if e then return nil, e end
+  local ttl = opts.ttl == nil and d.ttl or opts.ttl
+  e = check_number("ttl", ttl, 0, true, 1e11); if e then return nil, e end
+  s.ttl_ms = math.ceil(ttl * 1000)
+  s.serializer = opts.serializer == nil and d.serializer or opts.serializer
+  if not serializers[s.serializer] then
+    return nil, bad("serializer", "must be \"msgpack\", \"json\" or \"raw\"")
+  end
+  local compress = opts.compress
+  if compress == nil or compress == false then
+    s.compress_min, s.compress_level = 0, 3
+  else
+    if compress == true then compress = {} end
+    if type(compress) ~= "table" then return nil, bad("compress", "must be a table or a boolean") end
+    for k in pairs(compress) do
+      if k ~= "min_size" and k ~= "level" then return nil, string_format("unknown option 'compress.%s'", tostring(k)) end
+    end
+    s.compress_min = compress.min_size or d.compress.min_size
+    e = check_int("compress.min_size", s.compress_min, 1, 1e9); if e then return nil, e end
+    s.compress_level = compress.level or d.compress.level
+    e = check_int("compress.level", s.compress_level, -7, 22); if e then return nil, e end
+  end
+  local limits = opts.limits or {}
+  if type(limits) ~= "table" then return nil, bad("limits", "must be a table") end
+  for k in pairs(limits) do
+    if d.limits[k] == nil then return nil, string_format("unknown option 'limits.%s'", tostring(k)) end
+  end
+  s.max_depth = limits.depth or d.limits.depth
+  e = check_int("limits.depth", s.max_depth, 1, 128); if e then return nil, e end
+  s.max_elements = limits.elements or d.limits.elements
+  e = check_int("limits.elements", s.max_elements, 1, 1e9); if e then return nil, e end
+  s.max_bytes = limits.bytes or d.limits.bytes
+  e = check_int("limits.bytes", s.max_bytes, 1, 1024 * 1024 * 1024); if e then return nil, e end
   return s
 end
 

@@ -1,0 +1,756 @@
+/*
+ * hc_cache.c -- the cache API on hicache.client: one C call per operation
+ * (key composition, checkout, command, decode). Arguments are checked and
+ * keys composed before any C buffer is allocated or a connection borrowed;
+ * values are encoded without raising; replies are decoded inside hc_pcall
+ * and freed before any error is re-raised.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "hc_args.h"
+#include "hc_client.h"
+#include "hc_reply.h"
+
+/* ---- keys and TTLs --------------------------------------------------------- */
+
+/* Writes prefix:version:key for the key at idx into buf (HC_FULLKEY_MAX
+ * bytes). Never raises: returns the length, or 0 with *why set. */
+static size_t compose(lua_State *L, const client *cl, long long version, int idx,
+                      char *buf, const char **why)
+{
+    char num[40];
+    const char *k;
+    size_t kn;
+    int head;
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+        k = lua_tolstring(L, idx, &kn);
+        break;
+    case LUA_TNUMBER:
+        if (hc_isinteger(L, idx)) kn = (size_t)snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, idx));
+        else kn = (size_t)snprintf(num, sizeof num, "%.17g", (double)lua_tonumber(L, idx));
+        k = num;
+        break;
+    default:
+        *why = "key must be a string or a number";
+        return 0;
+    }
+    if (kn > HC_KEY_MAX) {
+        *why = "key longer than 1024 bytes: hash long keys (hicache.keys, in a later release)";
+        return 0;
+    }
+    head = snprintf(buf, HC_FULLKEY_MAX, "%s:%lld:", cl->prefix, version);
+    memcpy(buf + head, k, kn);
+    return (size_t)head + kn;
+}
+
+static size_t key_arg(lua_State *L, const client *cl, int idx, char *buf)
+{
+    const char *why = NULL;
+    size_t n = compose(L, cl, cl->version, idx, buf, &why);
+    if (n == 0) luaL_argerror(L, idx, why);
+    return n;
+}
+
+/* TTL at idx in ms: none/nil -> the cache default, 0 -> never expires. */
+static long long ttl_arg(lua_State *L, const client *cl, int idx)
+{
+    double t, ms;
+    if (lua_isnoneornil(L, idx)) return cl->ttl_ms;
+    if (lua_type(L, idx) != LUA_TNUMBER) luaL_argerror(L, idx, "ttl must be a number of seconds");
+    t = (double)lua_tonumber(L, idx);
+    if (!(t >= 0)) luaL_argerror(L, idx, "ttl must be a non-negative number");
+    if (t > 1e11) luaL_argerror(L, idx, "ttl too large");
+    ms = ceil(t * 1000.0);
+    return (long long)ms;
+}
+
+/* ---- running commands -------------------------------------------------------- */
+
+typedef struct vec {
+    int argc;
+    const char *argv[8];
+    size_t lens[8];
+    char num[2][32];
+} vec;
+
+static void vec_add(vec *v, const char *s, size_t n)
+{
+    v->argv[v->argc] = s;
+    v->lens[v->argc] = n;
+    v->argc++;
+}
+
+static void vec_str(vec *v, const char *s)
+{
+    vec_add(v, s, strlen(s));
+}
+
+static void vec_int(vec *v, int slot, long long x)
+{
+    int n = snprintf(v->num[slot], sizeof v->num[slot], "%lld", x);
+    vec_add(v, v->num[slot], (size_t)n);
+}
+
+static hc_cmd vec_cmd(vec *v)
+{
+    hc_cmd c;
+    c.argc = v->argc;
+    c.argv = v->argv;
+    c.argvlen = v->lens;
+    return c;
+}
+
+/* Runs one command. 0 with *r, or -1 after pushing nil, err (2 values). */
+static int run1(lua_State *L, client *cl, vec *v, redisReply **r)
+{
+    char err[HC_ERRLEN];
+    hc_cmd c = vec_cmd(v);
+    if (hc_client_exec(cl, 1, &c, r, err) != 0) {
+        hc_fail(L, err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Pushes a server error reply as nil, msg and frees it. */
+static int reply_error(lua_State *L, redisReply *r)
+{
+    char msg[HC_ERRLEN];
+    snprintf(msg, sizeof msg, "%s", r->str);
+    freeReplyObject(r);
+    return hc_fail(L, msg);
+}
+
+static int unexpected(lua_State *L, redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ERROR) return reply_error(L, r);
+    freeReplyObject(r);
+    return hc_fail(L, "unexpected reply");
+}
+
+/* ---- decoding values ---------------------------------------------------------- */
+
+typedef struct one {
+    hc_decoding d;
+} one;
+
+static int decode_one_cb(lua_State *L, void *ud)
+{
+    one *o = (one *)ud;
+    if (hc_decode_push(L, &o->d) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "decode error: %s", o->d.err);
+        return 2;
+    }
+    return 1;
+}
+
+/* Decodes p[0..n): pushes value or nil, "decode error: ...". Frees r (if
+ * any) and everything decoding allocated, also when Lua raises. */
+static int push_decoded(lua_State *L, client *cl, const char *p, size_t n, redisReply *r)
+{
+    one o;
+    int top = lua_gettop(L), st;
+    hc_decoding_init(&o.d, &cl->codec, p, n);
+    st = hc_pcall(L, decode_one_cb, &o, 0, LUA_MULTRET);
+    hc_decoding_done(&o.d);
+    if (r) freeReplyObject(r);
+    if (st == -1) return luaL_error(L, "stack overflow");
+    if (st != 0) return lua_error(L);
+    return lua_gettop(L) - top;
+}
+
+/* ---- get / set / add -------------------------------------------------------------- */
+
+/* cache:get(key, default) -> value | default (miss) | nil, err */
+static int cache_get(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char key[HC_FULLKEY_MAX];
+    vec v;
+    redisReply *r;
+    size_t kn = key_arg(L, cl, 2, key);
+    v.argc = 0;
+    vec_str(&v, "GET");
+    vec_add(&v, key, kn);
+    if (run1(L, cl, &v, &r) != 0) return 2;
+    if (r->type == REDIS_REPLY_NIL) {
+        freeReplyObject(r);
+        lua_settop(L, 3);
+        return 1; /* the default, or nil */
+    }
+    if (r->type != REDIS_REPLY_STRING) return unexpected(L, r);
+    return push_decoded(L, cl, r->str, r->len, r);
+}
+
+/* Shared by set and add: mode 0 plain, 1 NX, 2 XX. */
+static int do_set(lua_State *L, client *cl, int mode)
+{
+    char key[HC_FULLKEY_MAX], err[HC_CODEC_ERRLEN];
+    size_t kn = key_arg(L, cl, 2, key);
+    long long ms = ttl_arg(L, cl, 4);
+    hc_buf val;
+    vec v;
+    redisReply *r;
+    hc_cmd c;
+    int rc;
+
+    if (lua_isnone(L, 3)) luaL_argerror(L, 3, "value expected");
+    hc_buf_init(&val, cl->codec.max_bytes);
+    if (hc_encode(L, 3, &cl->codec, &val, err, sizeof err) != 0) {
+        hc_buf_free(&val);
+        return luaL_argerror(L, 3, err);
+    }
+    /* From here to hc_buf_free nothing may raise. */
+    v.argc = 0;
+    vec_str(&v, "SET");
+    vec_add(&v, key, kn);
+    vec_add(&v, val.data ? val.data : "", val.len);
+    if (ms > 0) {
+        vec_str(&v, "PX");
+        vec_int(&v, 0, ms);
+    }
+    if (mode == 1) vec_str(&v, "NX");
+    if (mode == 2) vec_str(&v, "XX");
+    c = vec_cmd(&v);
+    {
+        char e[HC_ERRLEN];
+        rc = hc_client_exec(cl, 1, &c, &r, e);
+        hc_buf_free(&val);
+        if (rc != 0) return hc_fail(L, e);
+    }
+    if (r->type == REDIS_REPLY_STATUS) {
+        freeReplyObject(r);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    if (r->type == REDIS_REPLY_NIL) { /* NX/XX condition not met */
+        freeReplyObject(r);
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    return unexpected(L, r);
+}
+
+/* cache:set(key, value, ttl, opts) -> true | false (nx/xx not met) | nil, err */
+static int cache_set(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    int mode = 0;
+    if (!lua_isnoneornil(L, 5)) {
+        int nx, xx;
+        luaL_checktype(L, 5, LUA_TTABLE);
+        lua_getfield(L, 5, "nx");
+        nx = lua_toboolean(L, -1);
+        lua_getfield(L, 5, "xx");
+        xx = lua_toboolean(L, -1);
+        lua_pop(L, 2);
+        if (nx && xx) return luaL_argerror(L, 5, "nx and xx are exclusive");
+        mode = nx ? 1 : xx ? 2 : 0;
+    }
+    lua_settop(L, 4);
+    return do_set(L, cl, mode);
+}
+
+/* cache:add(key, value, ttl) -> true (stored) | false (key exists) | nil, err */
+static int cache_add(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    lua_settop(L, 4);
+    return do_set(L, cl, 1);
+}
+
+/* ---- many keys ----------------------------------------------------------------- */
+
+/* Composes the keys of the list at idx into GC-owned memory and returns
+ * the argument vector with `lead` free slots in front. Raises naming the
+ * bad key. */
+static hc_cmd keys_vector(lua_State *L, const client *cl, int idx, int lead, int *n)
+{
+    int i, count;
+    size_t total = 0;
+    char *bytes, key[HC_FULLKEY_MAX];
+    const char **argv;
+    size_t *lens;
+    hc_cmd c;
+
+    luaL_checktype(L, idx, LUA_TTABLE);
+    count = (int)lua_rawlen(L, idx);
+    for (i = 1; i <= count; i++) {
+        const char *why = NULL;
+        size_t kn;
+        lua_rawgeti(L, idx, i);
+        kn = compose(L, cl, cl->version, lua_gettop(L), key, &why);
+        lua_pop(L, 1);
+        if (kn == 0) luaL_argerror(L, idx, lua_pushfstring(L, "keys[%d]: %s", i, why));
+        total += kn;
+    }
+    lens = (size_t *)lua_newuserdata(L, (size_t)(count + lead) * (sizeof *lens + sizeof *argv) + total + 1);
+    argv = (const char **)(lens + count + lead);
+    bytes = (char *)(argv + count + lead);
+    for (i = 1; i <= count; i++) {
+        const char *why;
+        size_t kn;
+        lua_rawgeti(L, idx, i);
+        kn = compose(L, cl, cl->version, lua_gettop(L), key, &why);
+        lua_pop(L, 1);
+        memcpy(bytes, key, kn);
+        argv[lead + i - 1] = bytes;
+        lens[lead + i - 1] = kn;
+        bytes += kn;
+    }
+    *n = count;
+    c.argc = count + lead;
+    c.argv = argv;
+    c.argvlen = lens;
+    return c;
+}
+
+typedef struct many {
+    client *cl;
+    redisReply *r;
+    hc_decoding d; /* the element being decoded; freed again by the caller */
+} many;
+
+/* args: keys list. Returns values map (+ errors map when some failed). */
+static int get_many_cb(lua_State *L, void *ud)
+{
+    many *m = (many *)ud;
+    size_t i;
+    int has_errors = 0;
+    lua_createtable(L, 0, (int)m->r->elements); /* 2: values */
+    lua_newtable(L);                             /* 3: errors */
+    for (i = 0; i < m->r->elements; i++) {
+        redisReply *e = m->r->element[i];
+        int rc;
+        if (e->type != REDIS_REPLY_STRING) continue; /* a miss */
+        lua_rawgeti(L, 1, (lua_Integer)i + 1);
+        hc_decoding_init(&m->d, &m->cl->codec, e->str, e->len);
+        rc = hc_decode_push(L, &m->d);
+        hc_decoding_done(&m->d);
+        if (rc == 0) {
+            lua_rawset(L, 2);
+        } else {
+            lua_pushfstring(L, "decode error: %s", m->d.err);
+            lua_rawset(L, 3);
+            has_errors = 1;
+        }
+    }
+    if (!has_errors) lua_pop(L, 1);
+    return has_errors ? 2 : 1;
+}
+
+/* cache:get_many(keys) -> {key = value} (misses absent)[, {key = err}] | nil, err */
+static int cache_get_many(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char err[HC_ERRLEN];
+    redisReply *r;
+    hc_cmd c;
+    many m;
+    int n, top, st;
+
+    lua_settop(L, 2);
+    c = keys_vector(L, cl, 2, 1, &n);
+    if (n == 0) {
+        lua_newtable(L);
+        return 1;
+    }
+    ((const char **)c.argv)[0] = "MGET";
+    ((size_t *)c.argvlen)[0] = 4;
+    if (hc_client_exec(cl, 1, &c, &r, err) != 0) return hc_fail(L, err);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) return unexpected(L, r);
+    m.cl = cl;
+    m.r = r;
+    hc_decoding_init(&m.d, &cl->codec, NULL, 0);
+    top = lua_gettop(L);
+    lua_pushvalue(L, 2);
+    st = hc_pcall(L, get_many_cb, &m, 1, LUA_MULTRET);
+    hc_decoding_done(&m.d);
+    freeReplyObject(r);
+    if (st == -1) return luaL_error(L, "stack overflow");
+    if (st != 0) return lua_error(L);
+    return lua_gettop(L) - top;
+}
+
+/* cache:set_many(map, ttl) -> {failed keys} ({} when all stored) | nil, err */
+static int cache_set_many(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char key[HC_FULLKEY_MAX], err[HC_CODEC_ERRLEN], ioerr[HC_ERRLEN];
+    long long ms;
+    int n = 0, i, rc, nfailed = 0;
+    size_t total = 0;
+    hc_cmd *cmds;
+    hc_buf *vals;
+    const char **argv;
+    size_t *lens;
+    char *bytes, ttl[32];
+    int *failed;
+    redisReply **replies;
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    ms = ttl_arg(L, cl, 3);
+    lua_settop(L, 3);
+    /* 4: the keys, in a list, checked and measured */
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, 2) != 0) {
+        const char *why = NULL;
+        size_t kn = compose(L, cl, cl->version, lua_gettop(L) - 1, key, &why);
+        if (kn == 0) luaL_argerror(L, 2, why);
+        total += kn;
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, 4, ++n);
+    }
+    if (n == 0) {
+        lua_newtable(L);
+        return 1;
+    }
+    /* 5: every C array this call needs, owned by the GC */
+    cmds = (hc_cmd *)lua_newuserdata(L, (size_t)n * (sizeof *cmds + sizeof *vals + 5 * (sizeof *argv + sizeof *lens) +
+                                                   sizeof *failed + sizeof *replies) + total + 1);
+    vals = (hc_buf *)(cmds + n);
+    replies = (redisReply **)(vals + n);
+    argv = (const char **)(replies + n);
+    lens = (size_t *)(argv + 5 * n);
+    failed = (int *)(lens + 5 * n);
+    bytes = (char *)(failed + n);
+    snprintf(ttl, sizeof ttl, "%lld", ms);
+    for (i = 0; i < n; i++) hc_buf_init(&vals[i], cl->codec.max_bytes);
+    /* Encode every value: no Lua allocation from here to the frees. */
+    for (i = 0; i < n; i++) {
+        const char *why = NULL;
+        size_t kn;
+        int k = 5 * i;
+        lua_rawgeti(L, 4, i + 1);
+        kn = compose(L, cl, cl->version, lua_gettop(L), key, &why);
+        lua_rawget(L, 2);
+        if (hc_encode(L, lua_gettop(L), &cl->codec, &vals[i], err, sizeof err) != 0) {
+            int j;
+            char msg[HC_CODEC_ERRLEN + HC_FULLKEY_MAX];
+            snprintf(msg, sizeof msg, "key '%.*s': %s", (int)(kn - (cl->prefix_len)), key + cl->prefix_len, err);
+            for (j = 0; j <= i; j++) hc_buf_free(&vals[j]);
+            return luaL_argerror(L, 2, msg);
+        }
+        lua_pop(L, 1);
+        memcpy(bytes, key, kn);
+        argv[k] = "SET";           lens[k] = 3;
+        argv[k + 1] = bytes;       lens[k + 1] = kn;
+        argv[k + 2] = vals[i].data ? vals[i].data : ""; lens[k + 2] = vals[i].len;
+        argv[k + 3] = "PX";        lens[k + 3] = 2;
+        argv[k + 4] = ttl;         lens[k + 4] = strlen(ttl);
+        cmds[i].argc = ms > 0 ? 5 : 3;
+        cmds[i].argv = argv + k;
+        cmds[i].argvlen = lens + k;
+        bytes += kn;
+    }
+    rc = hc_client_exec(cl, n, cmds, replies, ioerr);
+    for (i = 0; i < n; i++) hc_buf_free(&vals[i]);
+    if (rc != 0) return hc_fail(L, ioerr);
+    for (i = 0; i < n; i++) {
+        if (replies[i]->type != REDIS_REPLY_STATUS) failed[nfailed++] = i + 1;
+        freeReplyObject(replies[i]);
+    }
+    lua_createtable(L, nfailed, 0);
+    for (i = 0; i < nfailed; i++) {
+        lua_rawgeti(L, 4, failed[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/* ---- delete, exists, counters, expiry --------------------------------------------- */
+
+static int integer_reply(lua_State *L, redisReply *r, int as_bool)
+{
+    long long x;
+    if (r->type != REDIS_REPLY_INTEGER) return unexpected(L, r);
+    x = r->integer;
+    freeReplyObject(r);
+    if (as_bool) lua_pushboolean(L, x > 0);
+    else lua_pushinteger(L, (lua_Integer)x);
+    return 1;
+}
+
+/* One command on one key: name key [extra] -> integer or bool. */
+static int key_command(lua_State *L, const char *name, int as_bool)
+{
+    client *cl = hc_check_client(L);
+    char key[HC_FULLKEY_MAX];
+    size_t kn = key_arg(L, cl, 2, key);
+    vec v;
+    redisReply *r;
+    v.argc = 0;
+    vec_str(&v, name);
+    vec_add(&v, key, kn);
+    if (run1(L, cl, &v, &r) != 0) return 2;
+    return integer_reply(L, r, as_bool);
+}
+
+/* cache:delete(key) -> true (deleted) | false (missing) | nil, err */
+static int cache_delete(lua_State *L) { return key_command(L, "UNLINK", 1); }
+
+/* cache:has_key(key) -> bool | nil, err */
+static int cache_has_key(lua_State *L) { return key_command(L, "EXISTS", 1); }
+
+/* cache:persist(key) -> true (a TTL was removed) | false | nil, err */
+static int cache_persist(lua_State *L) { return key_command(L, "PERSIST", 1); }
+
+/* cache:delete_many(keys) -> number deleted | nil, err */
+static int cache_delete_many(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char err[HC_ERRLEN];
+    redisReply *r;
+    hc_cmd c;
+    int n;
+    lua_settop(L, 2);
+    c = keys_vector(L, cl, 2, 1, &n);
+    if (n == 0) {
+        lua_pushinteger(L, 0);
+        return 1;
+    }
+    ((const char **)c.argv)[0] = "UNLINK";
+    ((size_t *)c.argvlen)[0] = 6;
+    if (hc_client_exec(cl, 1, &c, &r, err) != 0) return hc_fail(L, err);
+    return integer_reply(L, r, 0);
+}
+
+/* cache:ttl(key) -> seconds left | 0 (no expiry) | nil (missing) | nil, err */
+static int cache_ttl(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char key[HC_FULLKEY_MAX];
+    size_t kn = key_arg(L, cl, 2, key);
+    vec v;
+    redisReply *r;
+    long long ms;
+    v.argc = 0;
+    vec_str(&v, "PTTL");
+    vec_add(&v, key, kn);
+    if (run1(L, cl, &v, &r) != 0) return 2;
+    if (r->type != REDIS_REPLY_INTEGER) return unexpected(L, r);
+    ms = r->integer;
+    freeReplyObject(r);
+    if (ms == -2) lua_pushnil(L);
+    else if (ms == -1) lua_pushinteger(L, 0);
+    else lua_pushnumber(L, (lua_Number)ms / 1000.0);
+    return 1;
+}
+
+/* cache:expire(key, ttl) / cache:touch(key, ttl) -> true (key exists) | false | nil, err
+ * ttl nil -> the cache default; 0 -> never expires. */
+static int cache_expire(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char key[HC_FULLKEY_MAX], err[HC_ERRLEN];
+    size_t kn = key_arg(L, cl, 2, key);
+    long long ms = ttl_arg(L, cl, 3);
+    redisReply *r[2];
+    vec a, b;
+    hc_cmd c[2];
+    a.argc = b.argc = 0;
+    if (ms > 0) {
+        vec_str(&a, "PEXPIRE");
+        vec_add(&a, key, kn);
+        vec_int(&a, 0, ms);
+        c[0] = vec_cmd(&a);
+        if (hc_client_exec(cl, 1, c, r, err) != 0) return hc_fail(L, err);
+        return integer_reply(L, r[0], 1);
+    }
+    vec_str(&a, "PERSIST");
+    vec_add(&a, key, kn);
+    vec_str(&b, "EXISTS");
+    vec_add(&b, key, kn);
+    c[0] = vec_cmd(&a);
+    c[1] = vec_cmd(&b);
+    if (hc_client_exec(cl, 2, c, r, err) != 0) return hc_fail(L, err);
+    freeReplyObject(r[0]);
+    return integer_reply(L, r[1], 1);
+}
+
+/* INCRBY only on an existing key, so a missing key is an error and the
+ * TTL is kept (INCRBY never touches it). */
+static const char incr_script[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('HICACHE missing') end\n"
+    "return redis.call('INCRBY', KEYS[1], ARGV[1])\n";
+
+static int incr_by(lua_State *L, client *cl, const char *key, size_t kn, long long delta)
+{
+    char err[HC_ERRLEN], msg[HC_ERRLEN];
+    redisReply *r[2];
+    vec load, ev;
+    hc_cmd c[2];
+    int attempt;
+
+    for (attempt = 0; attempt < 2; attempt++) {
+        int n = 0;
+        load.argc = ev.argc = 0;
+        if (cl->incr_sha[0] == '\0' || attempt == 1) {
+            vec_str(&load, "SCRIPT");
+            vec_str(&load, "LOAD");
+            vec_add(&load, incr_script, sizeof incr_script - 1);
+            c[n++] = vec_cmd(&load);
+        }
+        if (n == 1) {
+            if (hc_client_exec(cl, 1, c, r, err) != 0) return hc_fail(L, err);
+            if (r[0]->type != REDIS_REPLY_STRING || r[0]->len != 40) return unexpected(L, r[0]);
+            memcpy(cl->incr_sha, r[0]->str, 40);
+            cl->incr_sha[40] = '\0';
+            freeReplyObject(r[0]);
+        }
+        vec_str(&ev, "EVALSHA");
+        vec_add(&ev, cl->incr_sha, 40);
+        vec_str(&ev, "1");
+        vec_add(&ev, key, kn);
+        vec_int(&ev, 0, delta);
+        c[0] = vec_cmd(&ev);
+        if (hc_client_exec(cl, 1, c, r, err) != 0) return hc_fail(L, err);
+        if (r[0]->type == REDIS_REPLY_INTEGER) return integer_reply(L, r[0], 0);
+        if (r[0]->type != REDIS_REPLY_ERROR) return unexpected(L, r[0]);
+        snprintf(msg, sizeof msg, "%s", r[0]->str);
+        freeReplyObject(r[0]);
+        if (strncmp(msg, "NOSCRIPT", 8) == 0) continue; /* flushed or restarted: load again */
+        if (strstr(msg, "HICACHE missing")) return hc_fail(L, "not found");
+        if (strstr(msg, "overflow")) return hc_fail(L, "overflow");
+        if (strstr(msg, "not an integer")) return hc_fail(L, "not an integer");
+        return hc_fail(L, msg);
+    }
+    return hc_fail(L, "script could not be loaded");
+}
+
+static int do_incr(lua_State *L, int sign)
+{
+    client *cl = hc_check_client(L);
+    char key[HC_FULLKEY_MAX];
+    size_t kn = key_arg(L, cl, 2, key);
+    lua_Integer n = 1;
+    if (!lua_isnoneornil(L, 3)) {
+        if (!hc_isinteger(L, 3)) return luaL_argerror(L, 3, "delta must be an integer");
+        n = lua_tointeger(L, 3);
+    }
+    if (sign < 0) {
+        if (n == (lua_Integer)(-9223372036854775807LL - 1)) return hc_fail(L, "overflow");
+        n = -n;
+    }
+    return incr_by(L, cl, key, kn, (long long)n);
+}
+
+/* cache:incr(key, n) / cache:decr(key, n) -> new value | nil, "not found" |
+ * nil, "not an integer" | nil, "overflow" | nil, err */
+static int cache_incr(lua_State *L) { return do_incr(L, 1); }
+static int cache_decr(lua_State *L) { return do_incr(L, -1); }
+
+/* cache:incr_version(key, delta) -> new version | nil, "not found" | nil, err
+ * Moves the entry (value and TTL) from this cache's version to
+ * version + delta, as Django's incr_version does, with one RENAME. */
+static int cache_incr_version(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char from[HC_FULLKEY_MAX], to[HC_FULLKEY_MAX], msg[HC_ERRLEN];
+    const char *why = NULL;
+    size_t fn = key_arg(L, cl, 2, from), tn;
+    lua_Integer delta = 1;
+    vec v;
+    redisReply *r;
+    if (!lua_isnoneornil(L, 3)) {
+        if (!hc_isinteger(L, 3)) return luaL_argerror(L, 3, "delta must be an integer");
+        delta = lua_tointeger(L, 3);
+    }
+    if (delta > 1000000000 || delta < -1000000000) return luaL_argerror(L, 3, "delta out of range");
+    tn = compose(L, cl, cl->version + (long long)delta, 2, to, &why);
+    v.argc = 0;
+    vec_str(&v, "RENAME");
+    vec_add(&v, from, fn);
+    vec_add(&v, to, tn);
+    if (run1(L, cl, &v, &r) != 0) return 2;
+    if (r->type == REDIS_REPLY_STATUS) {
+        freeReplyObject(r);
+        lua_pushinteger(L, (lua_Integer)(cl->version + (long long)delta));
+        return 1;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(msg, sizeof msg, "%s", r->str);
+        freeReplyObject(r);
+        return hc_fail(L, strstr(msg, "no such key") ? "not found" : msg);
+    }
+    return unexpected(L, r);
+}
+
+/* cache:_namespace() -> "prefix:version:" (for keys/delete_pattern/clear) */
+static int cache_namespace(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char buf[HC_PREFIX_MAX + 32];
+    int n = snprintf(buf, sizeof buf, "%s:%lld:", cl->prefix, cl->version);
+    lua_pushlstring(L, buf, (size_t)n);
+    return 1;
+}
+
+static int push_buf_cb(lua_State *L, void *ud)
+{
+    hc_buf *b = (hc_buf *)ud;
+    lua_pushlstring(L, b->data ? b->data : "", b->len);
+    return 1;
+}
+
+/* cache:encode(value) -> bytes: the codec alone (tests, tools, transports). */
+static int cache_encode(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char err[HC_CODEC_ERRLEN];
+    hc_buf b;
+    int st;
+    luaL_checkany(L, 2);
+    lua_settop(L, 2);
+    hc_buf_init(&b, cl->codec.max_bytes);
+    if (hc_encode(L, 2, &cl->codec, &b, err, sizeof err) != 0) {
+        hc_buf_free(&b);
+        return luaL_argerror(L, 2, err);
+    }
+    st = hc_pcall(L, push_buf_cb, &b, 0, 1);
+    hc_buf_free(&b);
+    if (st == -1) return luaL_error(L, "stack overflow");
+    if (st != 0) return lua_error(L);
+    return 1;
+}
+
+/* cache:decode(bytes) -> value | nil, "decode error: ..." */
+static int cache_decode(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    size_t n;
+    const char *p = luaL_checklstring(L, 2, &n);
+    return push_decoded(L, cl, p, n, NULL);
+}
+
+static const luaL_Reg cache_methods[] = {
+    {"get", cache_get},
+    {"set", cache_set},
+    {"add", cache_add},
+    {"get_many", cache_get_many},
+    {"set_many", cache_set_many},
+    {"delete", cache_delete},
+    {"delete_many", cache_delete_many},
+    {"has_key", cache_has_key},
+    {"incr", cache_incr},
+    {"decr", cache_decr},
+    {"ttl", cache_ttl},
+    {"expire", cache_expire},
+    {"touch", cache_expire},
+    {"persist", cache_persist},
+    {"incr_version", cache_incr_version},
+    {"_namespace", cache_namespace},
+    {"encode", cache_encode},
+    {"decode", cache_decode},
+    {NULL, NULL}};
+
+void hc_cache_register(lua_State *L)
+{
+    luaL_setfuncs(L, cache_methods, 0);
+}

@@ -1,0 +1,44 @@
+/*
+ * hc_client.h -- the hicache.client userdata, shared by hc_core.c (the
+ * connection-level methods) and hc_cache.c (the cache API).
+ */
+#ifndef HC_CLIENT_H
+#define HC_CLIENT_H
+
+#include "compat.h"
+#include "hc_codec.h"
+#include "hc_pool.h"
+
+#define CLIENT_MT "hicache.client"
+
+#define HC_PREFIX_MAX 256
+#define HC_KEY_MAX 1024
+/* prefix ":" version ":" key */
+#define HC_FULLKEY_MAX (HC_PREFIX_MAX + 1 + 20 + 1 + HC_KEY_MAX)
+
+typedef struct client {
+    hc_pool *pool;          /* NULL after close()                      */
+    hc_codec codec;
+    char prefix[HC_PREFIX_MAX + 1];
+    size_t prefix_len;
+    long long version;
+    long long ttl_ms;       /* default TTL; 0 = never expires           */
+    char incr_sha[41];      /* SHA1 of the incr script once loaded      */
+} client;
+
+static inline client *hc_check_client(lua_State *L)
+{
+    return (client *)luaL_checkudata(L, 1, CLIENT_MT);
+}
+
+/* nil, err; returns 2. */
+int hc_fail(lua_State *L, const char *err);
+
+/* Borrow a connection, run n commands, settle, return it. Never raises.
+ * 0 with replies (caller frees), or -1 with err (HC_ERRLEN bytes). */
+int hc_client_exec(client *cl, int n, const hc_cmd *cmds, redisReply **replies, char *err);
+
+/* The cache API methods (hc_cache.c), added to the client's methods. */
+void hc_cache_register(lua_State *L);
+
+#endif
