@@ -80,21 +80,21 @@ static json_t *jtable(jenc *e, int idx)
             const char *ks;
             e->path.key_idx[d] = k;
             if (lua_type(L, k) != LUA_TSTRING) {
-                lua_pop(L, 2);
                 jfail(e, "JSON object keys must be strings");
+                lua_pop(L, 2);
                 goto fail;
             }
             ks = lua_tolstring(L, k, &kn);
             if (!hc_utf8_valid((const unsigned char *)ks, kn)) {
-                lua_pop(L, 2);
                 jfail(e, "JSON strings must be UTF-8");
+                lua_pop(L, 2);
                 goto fail;
             }
             v = jvalue(e, k + 1);
             if (v == NULL) { lua_pop(L, 2); goto fail; }
             if (json_object_setn_new(out, ks, kn, v) != 0) {
-                lua_pop(L, 2);
                 jfail(e, "out of memory");
+                lua_pop(L, 2);
                 goto fail;
             }
             lua_pop(L, 1);
