@@ -432,10 +432,10 @@ static int cache_set_many(lua_State *L)
         lua_rawget(L, 2);
         if (hc_encode(L, lua_gettop(L), &cl->codec, &vals[i], err, sizeof err) != 0) {
             int j;
-            char msg[HC_CODEC_ERRLEN + HC_FULLKEY_MAX];
-            snprintf(msg, sizeof msg, "key '%.*s': %s", (int)(kn - (cl->prefix_len)), key + cl->prefix_len, err);
             for (j = 0; j <= i; j++) hc_buf_free(&vals[j]);
-            return luaL_argerror(L, 2, msg);
+            /* the buffers are freed: raising is safe now */
+            lua_rawgeti(L, 4, i + 1);
+            return luaL_argerror(L, 2, lua_pushfstring(L, "key '%s': %s", lua_tostring(L, -1), err));
         }
         lua_pop(L, 1);
         memcpy(bytes, key, kn);
