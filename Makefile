@@ -98,7 +98,7 @@ bench: all
 	@bench/run.sh
 
 demo: all
-	@spec/run.sh --exec $(LUA) examples/demo.lua
+	@spec/run.sh --exec $(LUA) examples/profile_service.lua
 
 install: $(MODULE)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/hicache $(DESTDIR)$(LUA_SHAREDIR)/hicache

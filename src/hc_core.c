@@ -13,6 +13,7 @@
 #include "hc_client.h"
 #include "hc_pool.h"
 #include "hc_reply.h"
+#include "hc_time.h"
 
 #define CONN_MT "hicache.conn"
 
@@ -387,8 +388,16 @@ static const luaL_Reg conn_methods[] = {
     {"release", conn_release},
     {NULL, NULL}};
 
+/* core.now() -> seconds on the monotonic clock (for timing, never jumps) */
+static int core_now(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)hc_now());
+    return 1;
+}
+
 static const luaL_Reg core_functions[] = {
     {"new", core_new},
+    {"now", core_now},
     {NULL, NULL}};
 
 /* Creates metatable `name` with __index = a new methods table, which is

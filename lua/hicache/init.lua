@@ -13,6 +13,7 @@ local string_format = string.format
 local _M = {
   _VERSION = core._VERSION,
   null = core.null, -- what a Redis nil maps to (like ngx.null)
+  now = core.now,   -- seconds on the monotonic clock
 }
 
 -- The validated settings of each cache, for with_version().
