@@ -144,7 +144,7 @@ describe("cache API", function()
     local path = H.dir .. "/incr.lua"
     local f = assert(io.open(path, "w")); f:write(code); f:close()
     local procs = {}
-    for i = 1, 8 do procs[i] = io.popen("lua5.4 " .. path .. " 2>&1") end
+    for i = 1, 8 do procs[i] = io.popen(H.lua_bin .. " " .. path .. " 2>&1") end
     for i = 1, 8 do assert.equal("", procs[i]:read("a")); assert.is_true(procs[i]:close()) end
     assert.equal(1600, c:get("ctr"))
   end)

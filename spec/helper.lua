@@ -18,7 +18,12 @@ local H = {
 }
 -- This process keeps the ASan runtime it was started with; the shell tools
 -- and programs the specs spawn do not need it (hc_threads links it itself).
-if H.asan then posix.unsetenv("LD_PRELOAD") end
+-- H.lua_bin is the command for a Lua subprocess that loads hicache.
+H.lua_bin = "lua5.4"
+if H.asan then
+  H.lua_bin = ("env LD_PRELOAD=%q lua5.4"):format(os.getenv("LD_PRELOAD"))
+  posix.unsetenv("LD_PRELOAD")
+end
 
 --- A TCP cache with a pool of its own (pools are shared by identical
 -- settings, so each call varies pool.backoff_max by a hair). The counter
@@ -77,7 +82,7 @@ function H.lua(code)
   local f = assert(io.open(path, "w"))
   f:write(code)
   f:close()
-  local out, status = H.shell("lua5.4 " .. path)
+  local out, status = H.shell(H.lua_bin .. " " .. path)
   os.remove(path)
   return out, status
 end
