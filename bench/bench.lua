@@ -79,6 +79,10 @@ if rl then
 end
 
 local ops = {
+  { name = "PING (cache:command)",
+    rb = function(n) return redis_benchmark("PING", n, 1) end,
+    hc = function(n) local command = cache.command; for _ = 1, n do command(cache, "PING") end end,
+    rl = function(n) for _ = 1, n do rl:ping() end end },
   { name = "get hit (10-field table)",
     rb = function(n) return redis_benchmark("GET " .. rb_key, n, 1) end,
     hc = function(n) local get = cache.get; for _ = 1, n do get(cache, "hit") end end,
