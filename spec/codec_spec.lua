@@ -140,6 +140,14 @@ describe("codec (msgpack)", function()
     assert.same({ nil, "decode error: too many elements" }, { small:decode(c:encode({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 })) })
     assert.same({ nil, "decode error: nested too deeply" }, { small:decode(c:encode({ { { { 1 } } } })) })
     assert.same({ 1, 2 }, small:decode(c:encode({ 1, 2 })))
+    -- the same depth rule for json, and for encoding: 3 levels pass, 4 do not
+    local sj = H.cache { serializer = "json", limits = { depth = 3 } }
+    assert.same({ { { 1 } } }, sj:decode("[[[1]]]"))
+    assert.same({ nil, "decode error: nested too deeply" }, { sj:decode("[[[[1]]]]") })
+    assert.equal("[[[1]]]", sj:encode({ { { 1 } } }))
+    assert.has_error(function() sj:encode({ { { { 1 } } } }) end)
+    assert.same({ { { 1 } } }, small:decode(small:encode({ { { 1 } } })))
+    assert.has_error(function() small:encode({ { { { 1 } } } }) end)
   end)
 end)
 

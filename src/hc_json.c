@@ -180,8 +180,10 @@ int hc_json_encode(lua_State *L, int idx, const hc_codec *c, hc_buf *out, char *
 
 static int jpush(lua_State *L, json_t *v, int depth, const hc_codec *c, size_t *elements)
 {
-    if (depth > c->max_depth) return -1;
     luaL_checkstack(L, 4, "decode: nested too deeply");
+    /* the same rule as the encoder and the msgpack decoder: containers
+     * may sit at depths 0 .. max_depth-1 */
+    if ((json_is_array(v) || json_is_object(v)) && depth >= c->max_depth) return -1;
     switch (json_typeof(v)) {
     case JSON_NULL:
         if (depth == 0) lua_pushnil(L);
