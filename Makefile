@@ -1,7 +1,8 @@
 # hicache -- build, install, test.
 #
 #   make              build hicache/core.so (and the spec helpers)
-#   make test         run every spec against a throwaway redis-server
+#   make test         fuzz the decoder (FUZZ_SECONDS=60; 0 skips), then run
+#                     every spec against a throwaway redis-server
 #   make test-asan    the same, with the C module built with ASan + UBSan
 #   make valgrind     the same, under valgrind memcheck (no definite leaks)
 #   make bench        benchmarks (see bench/README.md)
@@ -45,7 +46,7 @@ OBJS   := $(SRCS:src/%.c=$(BUILD)/%.o)
 MODULE := $(MODDIR)/hicache/core.so
 SPECBIN := $(BUILD)/spec
 
-.PHONY: all compat-luajit test test-asan valgrind bench install uninstall clean spec-helpers demo
+.PHONY: all compat-luajit fuzz test test-asan valgrind bench install uninstall clean spec-helpers demo
 
 all: $(MODULE) spec-helpers
 
@@ -80,7 +81,13 @@ compat-luajit:
 	done
 	@echo "compat-luajit: src/ compiles against $(LUAJIT_CFLAGS)"
 
-test: all compat-luajit
+# The decoder's libFuzzer target (ASan + UBSan), run before the specs by
+# `make test`; FUZZ_SECONDS=0 skips it.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@if [ "$(FUZZ_SECONDS)" -gt 0 ]; then fuzz/run.sh $(FUZZ_SECONDS); fi
+
+test: all compat-luajit fuzz
 	@spec/run.sh
 
 # The sanitized build lives in build/asan, apart from the normal one.
