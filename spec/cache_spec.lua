@@ -165,6 +165,27 @@ describe("cache API", function()
     assert.equal(0, c:ttl("k"))
   end)
 
+  it("stores and reads back every value type through Redis, 10 MB included", function()
+    local values = {
+      int_max = math.maxinteger, int_min = math.mininteger, float = 0.1, whole = 3.0,
+      nan = 0 / 0, inf = math.huge, yes = true, no = false, empty = {}, nul = "a\0b",
+      sparse = { [1] = "a", [5] = "e" }, nested = { list = { 1, "two", { 3.5 } }, map = { k = H.null } },
+      big = string.rep("0123456789", 1024 * 1024),
+    }
+    for k, v in pairs(values) do assert.is_true(c:set(k, v)) end
+    for k, v in pairs(values) do
+      local got = c:get(k)
+      if v ~= v then
+        assert.is_true(got ~= got, k)
+      else
+        assert.same(v, got, k)
+        assert.equal(math.type(v), math.type(got), k)
+      end
+    end
+    assert.equal(10 * 1024 * 1024, #c:get("big"))
+    assert.equal(tostring(math.maxinteger), H.admin():command("GET", "api:1:int_max"))
+  end)
+
   it("keys are strings or numbers, binary-safe, at most 1024 bytes", function()
     c:set(42, "n")
     assert.equal("n", c:get("42"))
