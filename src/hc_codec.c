@@ -70,6 +70,29 @@ int hc_path_enter(lua_State *L, hc_path *p, int idx, int max_depth, char *err, s
     return 0;
 }
 
+/* A table is an array when its keys are exactly 1..n (n > 0). */
+int hc_table_is_array(lua_State *L, int idx, size_t *count)
+{
+    size_t n = 0;
+    lua_Integer max = 0;
+    int array = 1;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        n++;
+        if (array) {
+            if (lua_type(L, -2) == LUA_TNUMBER && hc_isinteger(L, -2) && lua_tointeger(L, -2) >= 1) {
+                lua_Integer k = lua_tointeger(L, -2);
+                if (k > max) max = k;
+            } else {
+                array = 0;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    *count = n;
+    return array && n > 0 && (size_t)max == n;
+}
+
 int hc_utf8_valid(const unsigned char *s, size_t n)
 {
     size_t i = 0;

@@ -79,6 +79,10 @@ void hc_path_error(lua_State *L, const hc_path *p, const char *why, char *err, s
 /* Enters table at idx: cycle and depth checks. 0, or -1 with err set. */
 int hc_path_enter(lua_State *L, hc_path *p, int idx, int max_depth, char *err, size_t errlen);
 
+/* 1 when the table at idx has exactly the keys 1..n (n > 0): an array.
+ * *count is its number of keys either way. Never raises. */
+int hc_table_is_array(lua_State *L, int idx, size_t *count);
+
 /* 1 when s[0..n) is valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
 int hc_utf8_valid(const unsigned char *s, size_t n);
 

@@ -30,25 +30,6 @@ static json_t *jfail(jenc *e, const char *why)
 
 static json_t *jvalue(jenc *e, int idx);
 
-static int is_array(lua_State *L, int idx, size_t *count)
-{
-    size_t n = 0;
-    lua_Integer max = 0;
-    int array = 1;
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-        n++;
-        if (lua_type(L, -2) == LUA_TNUMBER && hc_isinteger(L, -2) && lua_tointeger(L, -2) >= 1) {
-            if (lua_tointeger(L, -2) > max) max = lua_tointeger(L, -2);
-        } else {
-            array = 0;
-        }
-        lua_pop(L, 1);
-    }
-    *count = n;
-    return array && n > 0 && (size_t)max == n;
-}
-
 static json_t *jtable(jenc *e, int idx)
 {
     lua_State *L = e->L;
@@ -57,7 +38,7 @@ static json_t *jtable(jenc *e, int idx)
     int d;
     if (hc_path_enter(L, &e->path, idx, e->c->max_depth, e->err, e->errlen) != 0) return NULL;
     d = ++e->path.depth;
-    if (is_array(L, idx, &n)) {
+    if (hc_table_is_array(L, idx, &n)) {
         out = json_array();
         if (out == NULL) return jfail(e, "out of memory");
         for (i = 1; i <= n; i++) {

@@ -51,29 +51,6 @@ static int fail(enc *e, const char *why)
     return -1;
 }
 
-/* A table is an array when its keys are exactly 1..n (n > 0). */
-static int array_length(lua_State *L, int idx, size_t *count)
-{
-    size_t n = 0;
-    lua_Integer max = 0;
-    int array = 1;
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-        n++;
-        if (array) {
-            if (lua_type(L, -2) == LUA_TNUMBER && hc_isinteger(L, -2) && lua_tointeger(L, -2) >= 1) {
-                lua_Integer k = lua_tointeger(L, -2);
-                if (k > max) max = k;
-            } else {
-                array = 0;
-            }
-        }
-        lua_pop(L, 1);
-    }
-    *count = n;
-    return array && n > 0 && (size_t)max == n;
-}
-
 static int enc_table(enc *e, int idx)
 {
     lua_State *L = e->L;
@@ -81,7 +58,7 @@ static int enc_table(enc *e, int idx)
     int d;
     if (hc_path_enter(L, &e->path, idx, e->c->max_depth, e->err, e->errlen) != 0) return -1;
     d = ++e->path.depth;
-    if (array_length(L, idx, &n)) {
+    if (hc_table_is_array(L, idx, &n)) {
         if (msgpack_pack_array(&e->pk, n) != 0) return -1;
         for (i = 1; i <= n; i++) {
             e->path.key_idx[d] = 0;
