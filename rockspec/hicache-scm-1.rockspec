@@ -21,6 +21,7 @@ external_dependencies = {
   ZSTD = { header = "zstd.h", library = "zstd" },
   JANSSON = { header = "jansson.h", library = "jansson" },
   MSGPACK = { header = "msgpack.h", library = "msgpackc" },
+  SODIUM = { header = "sodium.h", library = "sodium" },
 }
 build = {
   type = "builtin",
@@ -29,12 +30,12 @@ build = {
       sources = {
         "src/hc_cmd.c", "src/hc_conn.c", "src/hc_pool.c", "src/hc_args.c",
         "src/hc_reply.c", "src/hc_codec.c", "src/hc_msgpack.c", "src/hc_json.c",
-        "src/hc_cache.c", "src/hc_core.c",
+        "src/hc_cache.c", "src/hc_watch.c", "src/hc_core.c",
       },
       defines = { "_DEFAULT_SOURCE", "_POSIX_C_SOURCE=200809L" },
-      incdirs = { "$(HIREDIS_INCDIR)", "$(ZSTD_INCDIR)", "$(JANSSON_INCDIR)", "$(MSGPACK_INCDIR)" },
-      libdirs = { "$(HIREDIS_LIBDIR)", "$(ZSTD_LIBDIR)", "$(JANSSON_LIBDIR)", "$(MSGPACK_LIBDIR)" },
-      libraries = { "hiredis", "zstd", "jansson", "msgpackc", "pthread", "m" },
+      incdirs = { "$(HIREDIS_INCDIR)", "$(ZSTD_INCDIR)", "$(JANSSON_INCDIR)", "$(MSGPACK_INCDIR)", "$(SODIUM_INCDIR)" },
+      libdirs = { "$(HIREDIS_LIBDIR)", "$(ZSTD_LIBDIR)", "$(JANSSON_LIBDIR)", "$(MSGPACK_LIBDIR)", "$(SODIUM_LIBDIR)" },
+      libraries = { "hiredis", "zstd", "jansson", "msgpackc", "sodium", "pthread", "m" },
     },
     ["hicache"] = "lua/hicache/init.lua",
     ["hicache.config"] = "lua/hicache/config.lua",

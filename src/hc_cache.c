@@ -492,34 +492,11 @@ static int key_command(lua_State *L, const char *name, int as_bool)
     return integer_reply(L, r, as_bool);
 }
 
-/* cache:delete(key) -> true (deleted) | false (missing) | nil, err */
-static int cache_delete(lua_State *L) { return key_command(L, "UNLINK", 1); }
-
 /* cache:has_key(key) -> bool | nil, err */
 static int cache_has_key(lua_State *L) { return key_command(L, "EXISTS", 1); }
 
 /* cache:persist(key) -> true (a TTL was removed) | false | nil, err */
 static int cache_persist(lua_State *L) { return key_command(L, "PERSIST", 1); }
-
-/* cache:delete_many(keys) -> number deleted | nil, err */
-static int cache_delete_many(lua_State *L)
-{
-    client *cl = hc_check_client(L);
-    char err[HC_ERRLEN];
-    redisReply *r;
-    hc_cmd c;
-    int n;
-    lua_settop(L, 2);
-    c = keys_vector(L, cl, 2, 1, &n);
-    if (n == 0) {
-        lua_pushinteger(L, 0);
-        return 1;
-    }
-    ((const char **)c.argv)[0] = "UNLINK";
-    ((size_t *)c.argvlen)[0] = 6;
-    if (hc_client_exec(cl, 1, &c, &r, err) != 0) return hc_fail(L, err);
-    return integer_reply(L, r, 0);
-}
 
 /* cache:ttl(key) -> seconds left | 0 (no expiry) | nil (missing) | nil, err */
 static int cache_ttl(lua_State *L)
@@ -729,14 +706,98 @@ static int cache_decode(lua_State *L)
     return push_decoded(L, cl, p, n, NULL);
 }
 
+/* cache:_key(key) -> "prefix:version:key" (raises on a bad key) */
+static int cache_key(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char key[HC_FULLKEY_MAX];
+    size_t kn = key_arg(L, cl, 2, key);
+    lua_pushlstring(L, key, kn);
+    return 1;
+}
+
+typedef struct meta {
+    hc_decoding d;
+} meta;
+
+static int get_meta_cb(lua_State *L, void *ud)
+{
+    meta *m = (meta *)ud;
+    lua_pushboolean(L, 1);
+    if (hc_decode_push(L, &m->d) != 0) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        lua_pushfstring(L, "decode error: %s", m->d.err);
+        return 2;
+    }
+    if (!m->d.enveloped) return 2;
+    lua_pushinteger(L, (lua_Integer)m->d.soft_ms);
+    lua_pushinteger(L, (lua_Integer)m->d.delta_ms);
+    return 4;
+}
+
+/* cache:_get_meta(key) -> true, value[, soft_ms, delta_ms] | false (miss) | nil, err
+ * One GET, as cache:get; an enveloped entry also gives its metadata. */
+static int cache_get_meta(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char key[HC_FULLKEY_MAX];
+    size_t kn = key_arg(L, cl, 2, key);
+    vec v;
+    redisReply *r;
+    meta m;
+    int top, st;
+    v.argc = 0;
+    vec_str(&v, "GET");
+    vec_add(&v, key, kn);
+    if (run1(L, cl, &v, &r) != 0) return 2;
+    if (r->type == REDIS_REPLY_NIL) {
+        freeReplyObject(r);
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (r->type != REDIS_REPLY_STRING) return unexpected(L, r);
+    hc_decoding_init(&m.d, &cl->codec, r->str, r->len);
+    top = lua_gettop(L);
+    st = hc_pcall(L, get_meta_cb, &m, 0, LUA_MULTRET);
+    hc_decoding_done(&m.d);
+    freeReplyObject(r);
+    if (st == -1) return luaL_error(L, "stack overflow");
+    if (st != 0) return lua_error(L);
+    return lua_gettop(L) - top;
+}
+
+/* cache:_encode_env(value, soft_ms, delta_ms) -> bytes of an envelope */
+static int cache_encode_env(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char err[HC_CODEC_ERRLEN];
+    long long soft = (long long)luaL_checkinteger(L, 3), delta = (long long)luaL_checkinteger(L, 4);
+    hc_buf b;
+    int st;
+    luaL_checkany(L, 2);
+    lua_settop(L, 2);
+    hc_buf_init(&b, cl->codec.max_bytes);
+    if (hc_encode_envelope(L, 2, &cl->codec, soft, delta, &b, err, sizeof err) != 0) {
+        hc_buf_free(&b);
+        return luaL_argerror(L, 2, err);
+    }
+    st = hc_pcall(L, push_buf_cb, &b, 0, 1);
+    hc_buf_free(&b);
+    if (st == -1) return luaL_error(L, "stack overflow");
+    if (st != 0) return lua_error(L);
+    return 1;
+}
+
 static const luaL_Reg cache_methods[] = {
+    {"_key", cache_key},
+    {"_get_meta", cache_get_meta},
+    {"_encode_env", cache_encode_env},
     {"get", cache_get},
     {"set", cache_set},
     {"add", cache_add},
     {"get_many", cache_get_many},
     {"set_many", cache_set_many},
-    {"delete", cache_delete},
-    {"delete_many", cache_delete_many},
     {"has_key", cache_has_key},
     {"incr", cache_incr},
     {"decr", cache_decr},

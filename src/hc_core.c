@@ -15,6 +15,8 @@
 #include "hc_reply.h"
 #include "hc_time.h"
 
+#include <sodium.h>
+
 #define CONN_MT "hicache.conn"
 
 typedef struct reserved {
@@ -395,9 +397,31 @@ static int core_now(lua_State *L)
     return 1;
 }
 
+/* core.time_ms() -> Unix time in integer milliseconds (wall clock) */
+static int core_time_ms(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushinteger(L, (lua_Integer)ts.tv_sec * 1000 + (lua_Integer)(ts.tv_nsec / 1000000));
+    return 1;
+}
+
+/* core.token() -> 32 hex characters: 128 random bits from libsodium */
+static int core_token(lua_State *L)
+{
+    unsigned char raw[16];
+    char hex[33];
+    randombytes_buf(raw, sizeof raw);
+    sodium_bin2hex(hex, sizeof hex, raw, sizeof raw);
+    lua_pushlstring(L, hex, 32);
+    return 1;
+}
+
 static const luaL_Reg core_functions[] = {
     {"new", core_new},
     {"now", core_now},
+    {"time_ms", core_time_ms},
+    {"token", core_token},
     {NULL, NULL}};
 
 /* Creates metatable `name` with __index = a new methods table, which is
@@ -421,10 +445,12 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *methods,
 
 int luaopen_hicache_core(lua_State *L)
 {
+    if (sodium_init() < 0) return luaL_error(L, "libsodium cannot be initialised");
     hc_reply_init(L);
     luaL_newlib(L, core_functions);
     new_class(L, CLIENT_MT, client_methods, client_close, client_tostring);
     hc_cache_register(L);
+    hc_watch_register(L);
     lua_setfield(L, -2, "Client");
     new_class(L, CONN_MT, conn_methods, conn_gc, conn_tostring);
     lua_setfield(L, -2, "Conn");
