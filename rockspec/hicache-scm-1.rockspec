@@ -39,5 +39,8 @@ build = {
     },
     ["hicache"] = "lua/hicache/init.lua",
     ["hicache.config"] = "lua/hicache/config.lua",
+    ["hicache.scripts"] = "lua/hicache/scripts.lua",
+    ["hicache.lease"] = "lua/hicache/lease.lua",
+    ["hicache.lock"] = "lua/hicache/lock.lua",
   },
 }

@@ -6,8 +6,11 @@
 
 local core = require "hicache.core"
 local config = require "hicache.config"
+local lease = require "hicache.lease"
+local lock = require "hicache.lock"
+local scripts = require "hicache.scripts"
 
-local type, error, setmetatable = type, error, setmetatable
+local type, error, setmetatable, pairs = type, error, setmetatable, pairs
 local string_format = string.format
 
 local _M = {
@@ -36,6 +39,42 @@ end
 _M.parse_url = config.parse_url
 
 local Cache = core.Client -- the methods table of the C class
+
+--- cache:delete(key) -> true (it existed) | false | nil, err
+-- Also revokes the key's get_or_set lease and wakes its waiters.
+function Cache:delete(key) return lease.delete(self, key) end
+
+--- cache:delete_many(keys) -> number deleted | nil, err (revokes leases too)
+function Cache:delete_many(keys) return lease.delete_many(self, keys) end
+
+--- cache:invalidate(key_or_list) -> true | nil, err
+-- Deletes the entries and revokes their leases: a get_or_set fill that
+-- started before this call is never stored after it.
+function Cache:invalidate(key_or_list) return lease.invalidate(self, key_or_list) end
+
+--- cache:get_or_set(key, fn, opts) -> value, status[, err]
+function Cache:get_or_set(key, fn, opts)
+  return lease.get_or_set(self, key, fn, opts, settings_of[self].ttl_ms / 1000)
+end
+
+--- cache:lock(name, opts) -> lock | nil, "timeout" | nil, err
+function Cache:lock(name, opts)
+  return lock.acquire(self, settings_of[self].prefix, name, opts)
+end
+
+--- cache:with_lock(name, opts, fn, ...) -> fn's results | nil, err
+function Cache:with_lock(name, opts, fn, ...)
+  return lock.with_lock(self, settings_of[self].prefix, name, opts, fn, ...)
+end
+
+local c_incr_version = Cache.incr_version
+--- cache:incr_version(key, delta) -> new version | nil, err
+-- Moves the entry to the new version and revokes the old key's lease.
+function Cache:incr_version(key, delta)
+  local v, err = c_incr_version(self, key, delta)
+  if v then lease.invalidate_full(self, { self:_key(key) }) end
+  return v, err
+end
 
 --- cache:with_version(v) -> a cache on the same pool, at key version v
 function Cache:with_version(v)
@@ -98,15 +137,28 @@ end
 --- cache:delete_pattern(pattern) -> number deleted | nil, err
 -- SCAN with a large COUNT and UNLINK in batches: never KEYS. The pattern
 -- applies inside this cache's namespace only.
+-- Revokes the leases of the keys matching pattern in this namespace.
+local function revoke_leases(self, pattern)
+  return delete_matching(self, "\\{" .. glob_escape(self:_namespace()) .. pattern .. "\\}:lease")
+end
+
 function Cache:delete_pattern(pattern)
   if type(pattern) ~= "string" then error("pattern must be a string", 2) end
-  return delete_matching(self, glob_escape(self:_namespace()) .. pattern)
+  local n, err = delete_matching(self, glob_escape(self:_namespace()) .. pattern)
+  if not n then return nil, err end
+  local _, lerr = revoke_leases(self, pattern)
+  if lerr then return nil, lerr end
+  return n
 end
 
 --- cache:clear() -> number deleted | nil, err
 -- Deletes this cache's prefix:version: namespace only, never FLUSHDB.
 function Cache:clear()
-  return delete_matching(self, glob_escape(self:_namespace()) .. "*")
+  local n, err = delete_matching(self, glob_escape(self:_namespace()) .. "*")
+  if not n then return nil, err end
+  local _, lerr = revoke_leases(self, "*")
+  if lerr then return nil, lerr end
+  return n
 end
 
 return _M

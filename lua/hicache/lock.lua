@@ -1,0 +1,160 @@
+--- hicache.lock: distributed locks with random owner tokens, mandatory
+-- TTLs, fencing tokens, safe release, wake-up on release, and an optional
+-- watchdog (in C) that renews the lock while its holder lives.
+--
+-- Keys (all with the hash tag {name}, so one Cluster slot):
+--   prefix:lock:{name}        the lock: the owner's token, PX ttl
+--   prefix:lock:{name}:fence  the fencing counter (INCR on every grant)
+--   prefix:lock:{name}:wake   wake-up tokens for waiters (BLPOP)
+-- They live outside the prefix:version: data namespace, so clear() and
+-- delete_pattern() never touch a held lock.
+
+local core = require "hicache.core"
+local scripts = require "hicache.scripts"
+
+local eval = scripts.eval
+local now, token = core.now, core.token
+local type, error, setmetatable, pcall, select = type, error, setmetatable, pcall, select
+local math_min, math_ceil, math_random = math.min, math.ceil, math.random
+
+local _M = {}
+
+local Lock = {}
+Lock.__index = Lock
+
+-- Local validity: the lock's TTL minus the time since the grant and a
+-- margin for clock drift between this host and Redis (1% + 2 ms).
+local function drift_ms(ttl_ms) return ttl_ms // 100 + 2 end
+
+local function check_ttl(ttl, level)
+  if type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl == math.huge then
+    error("ttl must be a positive number of seconds (locks never live forever)", level)
+  end
+  return math_ceil(ttl * 1000)
+end
+
+--- cache:lock(name, opts) -> lock | nil, "timeout" | nil, err
+function _M.acquire(cache, prefix, name, opts)
+  if type(name) ~= "string" or name == "" then error("lock name must be a non-empty string", 3) end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("opts must be a table", 3) end
+  for k in pairs(opts) do
+    if k ~= "ttl" and k ~= "wait" and k ~= "renew" then error(("unknown lock option '%s'"):format(tostring(k)), 3) end
+  end
+  local ttl_ms = check_ttl(opts.ttl == nil and 10 or opts.ttl, 4)
+  local wait = opts.wait or 0
+  if type(wait) ~= "number" or wait ~= wait or wait < 0 or wait == math.huge then
+    error("wait must be a non-negative number of seconds", 3)
+  end
+  local key = prefix .. ":lock:{" .. name .. "}"
+  local fence_key, wake = key .. ":fence", key .. ":wake"
+  local tok = token()
+  local deadline = now() + wait
+  local commands, backoff = 0, 0.002
+  while true do
+    local t0 = now()
+    local r, err = eval(cache, scripts.ACQUIRE, 2, key, fence_key, tok, ttl_ms)
+    commands = commands + 1
+    if not r then return nil, err end
+    if r[1] == 1 then
+      local lock = setmetatable({
+        cache = cache, name = name, key = key, wake = wake, token = tok, fence = r[2],
+        ttl_ms = ttl_ms, acquired_at = t0, commands = commands,
+      }, Lock)
+      if opts.renew then
+        local w, werr = cache:_watch(key, tok, ttl_ms)
+        if not w then
+          lock:release()
+          return nil, werr
+        end
+        lock.watch = w
+      end
+      return lock
+    end
+    local left = deadline - now()
+    if left <= 0 then return nil, "timeout" end
+    -- wait for a release (BLPOP), bounded by the lock's TTL and our wait;
+    -- if the wake-up path fails, fall back to jittered exponential backoff
+    local pttl = r[2] > 0 and r[2] / 1000 or 0.001
+    local woke = scripts.wait(cache, wake, math_min(left, pttl + 0.001))
+    commands = commands + 1
+    if woke == nil then
+      local pause = math_min(left, backoff * (0.5 + math_random()))
+      local until_ = now() + pause
+      while now() < until_ do end -- rare: only when BLPOP itself failed
+      backoff = math_min(backoff * 2, 0.5)
+    end
+  end
+end
+
+--- lock:release() -> true | nil, "not owned" | nil, err. Idempotent.
+function Lock:release()
+  if self.released then return true end
+  if self.watch then self.watch:stop() end
+  local r, err = eval(self.cache, scripts.RELEASE, 2, self.key, self.wake, self.token, scripts.WAKE_TTL_MS)
+  if r == nil then return nil, err end
+  self.released = true
+  if r == 1 then return true end
+  return nil, "not owned"
+end
+
+--- lock:extend(ttl, {replace = bool}) -> true | nil, "not owned" | nil, err
+-- By default adds ttl to the time left; replace = true sets it to ttl.
+function Lock:extend(ttl, opts)
+  local ms = check_ttl(ttl, 3)
+  local replace = opts and opts.replace
+  local t0 = now()
+  local r, err = eval(self.cache, scripts.EXTEND, 1, self.key, self.token, ms, replace and "1" or "0")
+  if r == nil then return nil, err end
+  if r ~= 1 then return nil, "not owned" end
+  if replace then
+    self.acquired_at, self.ttl_ms = t0, ms
+  else
+    self.ttl_ms = self.ttl_ms + ms
+  end
+  return true
+end
+
+--- lock:owned() -> true | false | nil, err (one GET)
+function Lock:owned()
+  if self.released then return false end
+  local v, err = self.cache:command("GET", self.key)
+  if v == nil then return nil, err end
+  return v == self.token
+end
+
+--- lock:remaining() -> ms of validity left by the local monotonic clock,
+-- minus a drift margin; 0 when expired or released. With renew = true the
+-- watchdog keeps the lock in Redis: remaining() then counts from the last
+-- local grant or extend only.
+function Lock:remaining()
+  if self.released then return 0 end
+  local left = self.ttl_ms - (now() - self.acquired_at) * 1000 - drift_ms(self.ttl_ms)
+  return left > 0 and math.floor(left) or 0
+end
+
+function Lock:renewals()
+  if not self.watch then return 0, false end
+  return self.watch:status()
+end
+
+-- A lock that is garbage collected stops its watchdog (no I/O in a
+-- finalizer: the lock itself then expires after its TTL).
+Lock.__gc = function(self)
+  if self.watch then self.watch:stop() end
+end
+
+--- cache:with_lock(name, opts, fn, ...) -> fn's results | nil, "timeout" | nil, err
+-- Releases on return and on error (then re-raises the error).
+function _M.with_lock(cache, prefix, name, opts, fn, ...)
+  if type(fn) ~= "function" then error("bad argument #3 to 'with_lock' (function expected)", 3) end
+  local lock, err = _M.acquire(cache, prefix, name, opts)
+  if not lock then return nil, err end
+  local res = table.pack(pcall(fn, ...))
+  lock:release()
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+_M.Lock = Lock
+return _M
