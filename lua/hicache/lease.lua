@@ -68,8 +68,10 @@ local function number_opt(opts, name, default, min)
   return v
 end
 
+local NO_OPTS = {}
+
 local function check_opts(opts)
-  if opts == nil then return {} end
+  if opts == nil then opts = NO_OPTS end
   if type(opts) ~= "table" then error("opts must be a table", 3) end
   local o = {
     ttl = opts.ttl ~= nil and number_opt(opts, "ttl", nil, 0) or nil,
