@@ -87,4 +87,42 @@ function H.lua(code)
   return out, status
 end
 
+--- Forks n children that each run fn(i) and exit with 0 (or 1 if fn
+-- raised, printing the error). Returns when all have exited, with the
+-- list of exit codes. The children start together: each one waits on the
+-- Redis list `go` until the parent pushes n tokens.
+function H.fork_all(n, fn, go)
+  local admin = H.admin()
+  go = go or ("go:" .. tostring(posix.getpid()) .. ":" .. tostring(math.random(1e9)))
+  local pids = {}
+  for i = 1, n do
+    local pid = posix.fork()
+    if pid == 0 then
+      local ok, err = pcall(function()
+        local c = H.cache { timeout = 30 }
+        local conn = assert(c:reserve())
+        conn:set_timeout(60)
+        assert(conn:command("BLPOP", go, 30) ~= H.null, "never released")
+        conn:release()
+        fn(i)
+      end)
+      if not ok then io.stderr:write("child ", i, ": ", tostring(err), "\n") end
+      posix._exit(ok and 0 or 1)
+    end
+    pids[i] = pid
+  end
+  local tokens = { "RPUSH", go }
+  for i = 1, n do tokens[#tokens + 1] = "1" end
+  admin:command(table.unpack(tokens))
+  local codes = {}
+  for i, pid in ipairs(pids) do codes[i] = posix.waitpid(pid) end
+  admin:command("DEL", go)
+  return codes
+end
+
+--- Asserts every code is 0.
+function H.all_zero(codes)
+  for i, code in ipairs(codes) do assert(code == 0, ("child %d exited with %d"):format(i, code)) end
+end
+
 return H
