@@ -185,6 +185,7 @@ print()
 print(("lock acquire + release, one process, median of %d rounds"):format(ROUNDS))
 local lops, lcmds = median_of(lock_round)
 print(("  hicache cache:lock():release()   %8.0f ops/s  %5.2f Redis commands per op"):format(lops, lcmds))
+print("    (commands run inside scripts count; hicache: 2 round trips per op)")
 if have_django then
   local dj = {}
   for i = 1, ROUNDS do dj[i] = io.popen(peer .. " lock " .. (N // 4)):read("a") end
