@@ -5,6 +5,7 @@
  * borrowed and not owned by a userdata, and replies are converted by
  * hc_reply (which frees them on every path).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -397,6 +398,17 @@ static int core_now(lua_State *L)
     return 1;
 }
 
+/* core.sleep(seconds): blocks this thread (lock retry backoff) */
+static int core_sleep(lua_State *L)
+{
+    double s = (double)luaL_checknumber(L, 1);
+    struct timespec ts;
+    if (!(s >= 0 && s <= 3600)) return luaL_argerror(L, 1, "seconds must be from 0 to 3600");
+    ts = hc_timespec(s);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    return 0;
+}
+
 /* core.time_ms() -> Unix time in integer milliseconds (wall clock) */
 static int core_time_ms(lua_State *L)
 {
@@ -421,6 +433,7 @@ static const luaL_Reg core_functions[] = {
     {"new", core_new},
     {"now", core_now},
     {"time_ms", core_time_ms},
+    {"sleep", core_sleep},
     {"token", core_token},
     {NULL, NULL}};
 

@@ -79,9 +79,7 @@ function _M.acquire(cache, prefix, name, opts)
     local woke = scripts.wait(cache, wake, math_min(left, pttl + 0.001))
     commands = commands + 1
     if woke == nil then
-      local pause = math_min(left, backoff * (0.5 + math_random()))
-      local until_ = now() + pause
-      while now() < until_ do end -- rare: only when BLPOP itself failed
+      core.sleep(math_min(left, backoff * (0.5 + math_random())))
       backoff = math_min(backoff * 2, 0.5)
     end
   end
