@@ -41,6 +41,9 @@ int hc_client_exec(client *cl, int n, const hc_cmd *cmds, redisReply **replies, 
 /* The cache API methods (hc_cache.c), added to the client's methods. */
 void hc_cache_register(lua_State *L);
 
+/* Key builders and hashing (hc_keys.c): core.key_builder, core.hash. */
+void hc_keys_register(lua_State *L);
+
 /* The lock watchdog (hc_watch.c): adds cache:_watch and its class. */
 void hc_watch_register(lua_State *L);
 

@@ -467,6 +467,7 @@ int luaopen_hicache_core(lua_State *L)
     lua_setfield(L, -2, "Client");
     new_class(L, CONN_MT, conn_methods, conn_gc, conn_tostring);
     lua_setfield(L, -2, "Conn");
+    hc_keys_register(L);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
     lua_pushliteral(L, "0.1.0");

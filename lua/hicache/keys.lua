@@ -1,0 +1,74 @@
+--- hicache.keys: context-aware cache key builders.
+--
+--   local keys = require "hicache.keys"
+--   local dashboard_key = keys.define("dashboard",
+--     { "user_id", { "locale", "string" }, keys.set("permissions") })
+--   dashboard_key{ user_id = 42, locale = "en", permissions = { "read", "admin" } }
+--   --> "dashboard:user_id=42:locale=en:permissions=#<blake2b-128 hex>"
+--
+-- A builder raises (at the caller's line) on a missing field, an unknown
+-- field, nil or NaN, or a value of a kind the field does not declare: a key
+-- that does not encode its declared context cannot be built. The building
+-- runs in C (src/hc_keys.c); this module only checks the declaration.
+
+local core = require "hicache.core"
+
+local type, error, setmetatable, ipairs, tostring = type, error, setmetatable, ipairs, tostring
+
+local _M = { hash = core.hash }
+
+local SCALAR_KINDS = { scalar = true, string = true, integer = true, boolean = true }
+
+--- keys.set(name): an unordered collection (e.g. permissions): canonical
+-- (sorted, de-duplicated) and hashed.
+function _M.set(name) return { name, "set" } end
+
+--- keys.list(name): an ordered collection, hashed.
+function _M.list(name) return { name, "list" } end
+
+--- keys.hashed(name): an opaque long value (a token, a query), hashed.
+function _M.hashed(name) return { name, "hashed" } end
+
+--- keys.define(family, fields, opts) -> builder
+-- fields: a list of field names (any scalar: string, integer or boolean),
+-- {name, kind} with kind "string" | "integer" | "boolean" | "scalar", or
+-- keys.set / keys.list / keys.hashed. opts.max_length (default 200): longer
+-- keys keep their head and end in "#" .. hash of the whole key.
+function _M.define(family, fields, opts)
+  if type(family) ~= "string" or not family:match("^[%w_.%-]+$") then
+    error("family name must be a non-empty string of letters, digits, '_', '.' or '-'", 2)
+  end
+  if type(fields) ~= "table" then error("fields must be a list", 2) end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("opts must be a table", 2) end
+  local max_length = opts.max_length or 200
+  if type(max_length) ~= "number" or max_length % 1 ~= 0 or max_length < 64 then
+    error("opts.max_length must be an integer >= 64", 2)
+  end
+  local spec, seen, names = {}, {}, {}
+  for i, f in ipairs(fields) do
+    local name, kind
+    if type(f) == "string" then
+      name, kind = f, "scalar"
+    elseif type(f) == "table" then
+      name, kind = f[1], f[2] or "scalar"
+    end
+    if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
+      error(("field #%d: a field name must be an identifier"):format(i), 2)
+    end
+    if not (SCALAR_KINDS[kind] or kind == "set" or kind == "list" or kind == "hashed") then
+      error(("field '%s': unknown kind '%s'"):format(name, tostring(kind)), 2)
+    end
+    if seen[name] then error(("field '%s' declared twice"):format(name), 2) end
+    seen[name] = true
+    spec[i] = { name, kind }
+    names[i] = name
+  end
+  if #spec ~= #fields or #spec == 0 then error("fields must be a non-empty list", 2) end
+  return setmetatable({ family = family, fields = names }, {
+    __call = core.key_builder(family, spec, max_length),
+    __tostring = function() return "hicache.keys builder '" .. family .. "'" end,
+  })
+end
+
+return _M
