@@ -43,5 +43,7 @@ build = {
     ["hicache.lease"] = "lua/hicache/lease.lua",
     ["hicache.lock"] = "lua/hicache/lock.lua",
     ["hicache.keys"] = "lua/hicache/keys.lua",
+    ["hicache.memoize"] = "lua/hicache/memoize.lua",
+    ["hicache.invalidate"] = "lua/hicache/invalidate.lua",
   },
 }

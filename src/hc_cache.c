@@ -166,13 +166,26 @@ static int push_decoded(lua_State *L, client *cl, const char *p, size_t n, redis
 /* ---- get / set / add -------------------------------------------------------------- */
 
 /* cache:get(key, default) -> value | default (miss) | nil, err */
+static int tagged_get(lua_State *L, client *cl, int tags_idx);
+static int tagged_set(lua_State *L, client *cl, int tags_idx, long long ms);
+static int push_meta_reply(lua_State *L, client *cl, redisReply *r);
+
 static int cache_get(lua_State *L)
 {
     client *cl = hc_check_client(L);
     char key[HC_FULLKEY_MAX];
     vec v;
     redisReply *r;
-    size_t kn = key_arg(L, cl, 2, key);
+    size_t kn;
+    if (lua_type(L, 4) == LUA_TTABLE) { /* opts */
+        lua_settop(L, 4);
+        lua_getfield(L, 4, "tags");
+        if (!lua_isnil(L, -1)) return tagged_get(L, cl, 5);
+        lua_pop(L, 1);
+    } else if (!lua_isnoneornil(L, 4)) {
+        return luaL_argerror(L, 4, "opts must be a table");
+    }
+    kn = key_arg(L, cl, 2, key);
     v.argc = 0;
     vec_str(&v, "GET");
     vec_add(&v, key, kn);
@@ -243,12 +256,21 @@ static int cache_set(lua_State *L)
     if (!lua_isnoneornil(L, 5)) {
         int nx, xx;
         luaL_checktype(L, 5, LUA_TTABLE);
+        lua_settop(L, 5);
         lua_getfield(L, 5, "nx");
         nx = lua_toboolean(L, -1);
         lua_getfield(L, 5, "xx");
         xx = lua_toboolean(L, -1);
         lua_pop(L, 2);
         if (nx && xx) return luaL_argerror(L, 5, "nx and xx are exclusive");
+        lua_getfield(L, 5, "tags");
+        if (!lua_isnil(L, -1)) {
+            long long ms = ttl_arg(L, cl, 4);
+            if (nx || xx) return luaL_argerror(L, 5, "tags cannot be combined with nx / xx");
+            if (lua_isnone(L, 3)) luaL_argerror(L, 3, "value expected");
+            return tagged_set(L, cl, 6, ms);
+        }
+        lua_pop(L, 1);
         mode = nx ? 1 : xx ? 2 : 0;
     }
     lua_settop(L, 4);
@@ -551,54 +573,219 @@ static int cache_expire(lua_State *L)
     return integer_reply(L, r[1], 1);
 }
 
+/* ---- scripts run by EVALSHA (loaded once, again after NOSCRIPT) ---------- */
+
 /* INCRBY only on an existing key, so a missing key is an error and the
- * TTL is kept (INCRBY never touches it). */
+ * TTL is kept (INCRBY never touches it). KEYS: key  ARGV: delta */
 static const char incr_script[] =
     "if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('HICACHE missing') end\n"
     "return redis.call('INCRBY', KEYS[1], ARGV[1])\n";
 
+/* The name of a tagged entry from the current generations of its key and
+ * tags ({base}@g0.g1...), and its value if present (else {name}).
+ * KEYS: base, gen, tag gens...  ARGV: "value" or "name" */
+static const char tagged_get_script[] =
+    "local g = redis.call('MGET', unpack(KEYS, 2))\n"
+    "for i = 1, #g do g[i] = g[i] or '0' end\n"
+    "local name = '{' .. KEYS[1] .. '}@' .. table.concat(g, '.')\n"
+    "if ARGV[1] == 'name' then return {name} end\n"
+    "local v = redis.call('GET', name)\n"
+    "if v then return v end\n"
+    "return {name}\n";
+
+/* Stores a tagged entry under the current generations and creates the
+ * key's generation (so invalidate(key) can move it on).
+ * KEYS: base, gen, tag gens...  ARGV: bytes, px (0 = no expiry) */
+static const char tagged_set_script[] =
+    "local g = redis.call('MGET', unpack(KEYS, 2))\n"
+    "for i = 1, #g do g[i] = g[i] or '0' end\n"
+    "local name = '{' .. KEYS[1] .. '}@' .. table.concat(g, '.')\n"
+    "if ARGV[2] == '0' then redis.call('SET', name, ARGV[1]) else redis.call('SET', name, ARGV[1], 'PX', ARGV[2]) end\n"
+    "redis.call('SET', KEYS[2], '0', 'NX')\n"
+    "return 1\n";
+
+static const char *const script_src[HC_SCRIPTS] = {incr_script, tagged_get_script, tagged_set_script};
+
+/* Runs script id with argv[2..argc) (argv[0], argv[1] are filled here:
+ * EVALSHA sha). 0 with *r (any reply but NOSCRIPT), or -1 with err. */
+static int eval_script(client *cl, int id, int argc, const char **argv, size_t *lens,
+                       redisReply **r, char *err)
+{
+    int attempt;
+    for (attempt = 0; attempt < 2; attempt++) {
+        hc_cmd c;
+        if (cl->sha[id][0] == '\0') {
+            const char *la[3] = {"SCRIPT", "LOAD", script_src[id]};
+            size_t ll[3] = {6, 4, strlen(script_src[id])};
+            redisReply *lr;
+            c.argc = 3;
+            c.argv = la;
+            c.argvlen = ll;
+            if (hc_client_exec(cl, 1, &c, &lr, err) != 0) return -1;
+            if (lr->type != REDIS_REPLY_STRING || lr->len != 40) {
+                snprintf(err, HC_ERRLEN, "%s", lr->type == REDIS_REPLY_ERROR ? lr->str : "SCRIPT LOAD failed");
+                freeReplyObject(lr);
+                return -1;
+            }
+            memcpy(cl->sha[id], lr->str, 40);
+            cl->sha[id][40] = '\0';
+            freeReplyObject(lr);
+        }
+        argv[0] = "EVALSHA";
+        lens[0] = 7;
+        argv[1] = cl->sha[id];
+        lens[1] = 40;
+        c.argc = argc;
+        c.argv = argv;
+        c.argvlen = lens;
+        if (hc_client_exec(cl, 1, &c, r, err) != 0) return -1;
+        if ((*r)->type == REDIS_REPLY_ERROR && strncmp((*r)->str, "NOSCRIPT", 8) == 0) {
+            freeReplyObject(*r);
+            cl->sha[id][0] = '\0'; /* flushed or restarted: load again */
+            continue;
+        }
+        return 0;
+    }
+    snprintf(err, HC_ERRLEN, "script could not be loaded");
+    return -1;
+}
+
+/* ---- tags: entries named {base}@<generations> ---------------------------- */
+
+/* Builds [EVALSHA, sha, nkeys, base, {base}:gen, tag keys...] + `extra`
+ * free slots, in GC-owned memory (may raise: call it first). Returns the
+ * number of filled slots. */
+static int tagged_vec(lua_State *L, client *cl, int key_idx, int tags_idx, int extra,
+                      const char ***argv_out, size_t **lens_out)
+{
+    char base[HC_FULLKEY_MAX];
+    size_t bn = key_arg(L, cl, key_idx, base);
+    int ntags, i, nkeys, anchor;
+    const char **argv;
+    size_t *lens;
+    if (lua_type(L, tags_idx) != LUA_TTABLE) luaL_argerror(L, tags_idx, "opts.tags must be a list of strings");
+    ntags = (int)lua_rawlen(L, tags_idx);
+    if (ntags < 1) luaL_argerror(L, tags_idx, "opts.tags must be a non-empty list");
+    nkeys = 2 + ntags;
+    lua_createtable(L, nkeys + 1, 0);
+    anchor = lua_gettop(L);
+    lua_pushlstring(L, base, bn);
+    lua_rawseti(L, anchor, 1);
+    lua_pushliteral(L, "{");
+    lua_pushlstring(L, base, bn);
+    lua_pushliteral(L, "}:gen");
+    lua_concat(L, 3);
+    lua_rawseti(L, anchor, 2);
+    for (i = 1; i <= ntags; i++) {
+        size_t tn;
+        lua_rawgeti(L, tags_idx, i);
+        if (lua_type(L, -1) != LUA_TSTRING || (lua_tolstring(L, -1, &tn), tn == 0) || tn > HC_KEY_MAX)
+            luaL_argerror(L, tags_idx, "opts.tags must hold non-empty strings of at most 1024 bytes");
+        lua_pushfstring(L, "%s:tag:{", cl->prefix);
+        lua_insert(L, -2);
+        lua_pushliteral(L, "}");
+        lua_concat(L, 3);
+        lua_rawseti(L, anchor, 2 + i);
+    }
+    lua_pushfstring(L, "%d", nkeys);
+    lua_rawseti(L, anchor, nkeys + 1);
+    lens = (size_t *)lua_newuserdata(L, (size_t)(3 + nkeys + extra) * (sizeof *lens + sizeof *argv));
+    argv = (const char **)(lens + 3 + nkeys + extra);
+    lua_rawgeti(L, anchor, nkeys + 1);
+    argv[2] = lua_tolstring(L, -1, &lens[2]);
+    lua_pop(L, 1);
+    for (i = 1; i <= nkeys; i++) {
+        lua_rawgeti(L, anchor, i);
+        argv[2 + i] = lua_tolstring(L, -1, &lens[2 + i]); /* anchored by the table */
+        lua_pop(L, 1);
+    }
+    *argv_out = argv;
+    *lens_out = lens;
+    return 3 + nkeys;
+}
+
+/* cache:_tagged(key, tags, mode) -> true, value[, soft, delta] | false, {name}
+ * | nil, err. mode "name": only the current name. */
+static int cache_tagged(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    const char **argv;
+    size_t *lens;
+    char err[HC_ERRLEN];
+    redisReply *r;
+    int n = tagged_vec(L, cl, 2, 3, 1, &argv, &lens);
+    argv[n] = lua_toboolean(L, 4) && strcmp(lua_tostring(L, 4), "name") == 0 ? "name" : "value";
+    lens[n] = strlen(argv[n]);
+    if (eval_script(cl, HC_SCRIPT_TAGGED_GET, n + 1, argv, lens, &r, err) != 0) return hc_fail(L, err);
+    return push_meta_reply(L, cl, r);
+}
+
+/* get with opts.tags: the value, or default when there is none */
+static int tagged_get(lua_State *L, client *cl, int tags_idx)
+{
+    const char **argv;
+    size_t *lens;
+    char err[HC_ERRLEN];
+    redisReply *r;
+    int n = tagged_vec(L, cl, 2, tags_idx, 1, &argv, &lens);
+    argv[n] = "value";
+    lens[n] = 5;
+    if (eval_script(cl, HC_SCRIPT_TAGGED_GET, n + 1, argv, lens, &r, err) != 0) return hc_fail(L, err);
+    if (r->type == REDIS_REPLY_ARRAY) { /* a miss */
+        freeReplyObject(r);
+        lua_pushvalue(L, 3);
+        return 1;
+    }
+    if (r->type != REDIS_REPLY_STRING) return unexpected(L, r);
+    return push_decoded(L, cl, r->str, r->len, r);
+}
+
+/* set with opts.tags: stored under the current generations */
+static int tagged_set(lua_State *L, client *cl, int tags_idx, long long ms)
+{
+    const char **argv;
+    size_t *lens;
+    char err[HC_CODEC_ERRLEN], ioerr[HC_ERRLEN], px[32];
+    redisReply *r;
+    hc_buf val;
+    int n = tagged_vec(L, cl, 2, tags_idx, 2, &argv, &lens), rc;
+    hc_buf_init(&val, cl->codec.max_bytes);
+    if (hc_encode(L, 3, &cl->codec, &val, err, sizeof err) != 0) {
+        hc_buf_free(&val);
+        return luaL_argerror(L, 3, err);
+    }
+    argv[n] = val.data ? val.data : "";
+    lens[n] = val.len;
+    lens[n + 1] = (size_t)snprintf(px, sizeof px, "%lld", ms);
+    argv[n + 1] = px;
+    rc = eval_script(cl, HC_SCRIPT_TAGGED_SET, n + 2, argv, lens, &r, ioerr);
+    hc_buf_free(&val);
+    if (rc != 0) return hc_fail(L, ioerr);
+    if (r->type != REDIS_REPLY_INTEGER) return unexpected(L, r);
+    freeReplyObject(r);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int incr_by(lua_State *L, client *cl, const char *key, size_t kn, long long delta)
 {
-    char err[HC_ERRLEN], msg[HC_ERRLEN];
-    redisReply *r[2];
-    vec load, ev;
-    hc_cmd c[2];
-    int attempt;
-
-    for (attempt = 0; attempt < 2; attempt++) {
-        int n = 0;
-        load.argc = ev.argc = 0;
-        if (cl->incr_sha[0] == '\0' || attempt == 1) {
-            vec_str(&load, "SCRIPT");
-            vec_str(&load, "LOAD");
-            vec_add(&load, incr_script, sizeof incr_script - 1);
-            c[n++] = vec_cmd(&load);
-        }
-        if (n == 1) {
-            if (hc_client_exec(cl, 1, c, r, err) != 0) return hc_fail(L, err);
-            if (r[0]->type != REDIS_REPLY_STRING || r[0]->len != 40) return unexpected(L, r[0]);
-            memcpy(cl->incr_sha, r[0]->str, 40);
-            cl->incr_sha[40] = '\0';
-            freeReplyObject(r[0]);
-        }
-        vec_str(&ev, "EVALSHA");
-        vec_add(&ev, cl->incr_sha, 40);
-        vec_str(&ev, "1");
-        vec_add(&ev, key, kn);
-        vec_int(&ev, 0, delta);
-        c[0] = vec_cmd(&ev);
-        if (hc_client_exec(cl, 1, c, r, err) != 0) return hc_fail(L, err);
-        if (r[0]->type == REDIS_REPLY_INTEGER) return integer_reply(L, r[0], 0);
-        if (r[0]->type != REDIS_REPLY_ERROR) return unexpected(L, r[0]);
-        snprintf(msg, sizeof msg, "%s", r[0]->str);
-        freeReplyObject(r[0]);
-        if (strncmp(msg, "NOSCRIPT", 8) == 0) continue; /* flushed or restarted: load again */
-        if (strstr(msg, "HICACHE missing")) return hc_fail(L, "not found");
-        if (strstr(msg, "overflow")) return hc_fail(L, "overflow");
-        if (strstr(msg, "not an integer")) return hc_fail(L, "not an integer");
-        return hc_fail(L, msg);
-    }
-    return hc_fail(L, "script could not be loaded");
+    char err[HC_ERRLEN], msg[HC_ERRLEN], num[32];
+    const char *argv[5];
+    size_t lens[5];
+    redisReply *r;
+    int n = snprintf(num, sizeof num, "%lld", delta);
+    argv[2] = "1";  lens[2] = 1;
+    argv[3] = key;  lens[3] = kn;
+    argv[4] = num;  lens[4] = (size_t)n;
+    if (eval_script(cl, HC_SCRIPT_INCR, 5, argv, lens, &r, err) != 0) return hc_fail(L, err);
+    if (r->type == REDIS_REPLY_INTEGER) return integer_reply(L, r, 0);
+    if (r->type != REDIS_REPLY_ERROR) return unexpected(L, r);
+    snprintf(msg, sizeof msg, "%s", r->str);
+    freeReplyObject(r);
+    if (strstr(msg, "HICACHE missing")) return hc_fail(L, "not found");
+    if (strstr(msg, "overflow")) return hc_fail(L, "overflow");
+    if (strstr(msg, "not an integer")) return hc_fail(L, "not an integer");
+    return hc_fail(L, msg);
 }
 
 static int do_incr(lua_State *L, int sign)
@@ -706,6 +893,20 @@ static int cache_decode(lua_State *L)
     return push_decoded(L, cl, p, n, NULL);
 }
 
+/* cache:_tag_key(tag) -> "prefix:tag:{tag}": the tag's generation counter */
+static int cache_tag_key(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    size_t n;
+    luaL_checklstring(L, 2, &n);
+    if (n == 0 || n > HC_KEY_MAX) return luaL_argerror(L, 2, "a tag must be 1 to 1024 bytes");
+    lua_pushfstring(L, "%s:tag:{", cl->prefix);
+    lua_pushvalue(L, 2);
+    lua_pushliteral(L, "}");
+    lua_concat(L, 3);
+    return 1;
+}
+
 /* cache:_key(key) -> "prefix:version:key" (raises on a bad key) */
 static int cache_key(lua_State *L)
 {
@@ -736,25 +937,21 @@ static int get_meta_cb(lua_State *L, void *ud)
     return 4;
 }
 
-/* cache:_get_meta(key) -> true, value[, soft_ms, delta_ms] | false (miss) | nil, err
- * One GET, as cache:get; an enveloped entry also gives its metadata. */
-static int cache_get_meta(lua_State *L)
+/* Pushes what a value read gives: nil reply -> false; bulk -> true, value
+ * [, soft_ms, delta_ms]; error -> nil, msg; array (a script's answer) ->
+ * false, table. Frees r on every path. */
+static int push_meta_reply(lua_State *L, client *cl, redisReply *r)
 {
-    client *cl = hc_check_client(L);
-    char key[HC_FULLKEY_MAX];
-    size_t kn = key_arg(L, cl, 2, key);
-    vec v;
-    redisReply *r;
     meta m;
     int top, st;
-    v.argc = 0;
-    vec_str(&v, "GET");
-    vec_add(&v, key, kn);
-    if (run1(L, cl, &v, &r) != 0) return 2;
     if (r->type == REDIS_REPLY_NIL) {
         freeReplyObject(r);
         lua_pushboolean(L, 0);
         return 1;
+    }
+    if (r->type == REDIS_REPLY_ARRAY) {
+        lua_pushboolean(L, 0);
+        return 1 + hc_reply_push_one(L, r);
     }
     if (r->type != REDIS_REPLY_STRING) return unexpected(L, r);
     hc_decoding_init(&m.d, &cl->codec, r->str, r->len);
@@ -765,6 +962,51 @@ static int cache_get_meta(lua_State *L)
     if (st == -1) return luaL_error(L, "stack overflow");
     if (st != 0) return lua_error(L);
     return lua_gettop(L) - top;
+}
+
+static int get_meta(lua_State *L, client *cl, const char *key, size_t kn)
+{
+    vec v;
+    redisReply *r;
+    v.argc = 0;
+    vec_str(&v, "GET");
+    vec_add(&v, key, kn);
+    if (run1(L, cl, &v, &r) != 0) return 2;
+    return push_meta_reply(L, cl, r);
+}
+
+/* cache:_get_meta(key) -> true, value[, soft_ms, delta_ms] | false (miss) | nil, err
+ * One GET, as cache:get; an enveloped entry also gives its metadata. */
+static int cache_get_meta(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char key[HC_FULLKEY_MAX];
+    size_t kn = key_arg(L, cl, 2, key);
+    return get_meta(L, cl, key, kn);
+}
+
+/* cache:_get_meta_raw(full_key): the same for a key already composed */
+static int cache_get_meta_raw(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    size_t kn;
+    const char *key = luaL_checklstring(L, 2, &kn);
+    return get_meta(L, cl, key, kn);
+}
+
+/* cache:_command_meta(name, ...): any command (a script) whose answer is a
+ * value (decoded as by _get_meta) or, when it is an array, false, table. */
+static int cache_command_meta(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    const char *argv[HC_ARGS_STACK];
+    size_t lens[HC_ARGS_STACK];
+    char err[HC_ERRLEN];
+    redisReply *r;
+    hc_cmd cmd;
+    hc_args_from_stack(L, 2, lua_gettop(L), &cmd, argv, lens);
+    if (hc_client_exec(cl, 1, &cmd, &r, err) != 0) return hc_fail(L, err);
+    return push_meta_reply(L, cl, r);
 }
 
 /* cache:_encode_env(value, soft_ms, delta_ms) -> bytes of an envelope */
@@ -791,7 +1033,11 @@ static int cache_encode_env(lua_State *L)
 
 static const luaL_Reg cache_methods[] = {
     {"_key", cache_key},
+    {"_tag_key", cache_tag_key},
+    {"_tagged", cache_tagged},
     {"_get_meta", cache_get_meta},
+    {"_get_meta_raw", cache_get_meta_raw},
+    {"_command_meta", cache_command_meta},
     {"_encode_env", cache_encode_env},
     {"get", cache_get},
     {"set", cache_set},

@@ -16,6 +16,9 @@
 /* prefix ":" version ":" key */
 #define HC_FULLKEY_MAX (HC_PREFIX_MAX + 1 + 20 + 1 + HC_KEY_MAX)
 
+/* The scripts the C side runs (hc_cache.c). */
+enum { HC_SCRIPT_INCR, HC_SCRIPT_TAGGED_GET, HC_SCRIPT_TAGGED_SET, HC_SCRIPTS };
+
 typedef struct client {
     hc_pool *pool;          /* NULL after close()                      */
     hc_codec codec;
@@ -23,7 +26,7 @@ typedef struct client {
     size_t prefix_len;
     long long version;
     long long ttl_ms;       /* default TTL; 0 = never expires           */
-    char incr_sha[41];      /* SHA1 of the incr script once loaded      */
+    char sha[HC_SCRIPTS][41]; /* SHA1 of each C-side script once loaded */
 } client;
 
 static inline client *hc_check_client(lua_State *L)

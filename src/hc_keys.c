@@ -285,6 +285,59 @@ static int new_builder(lua_State *L)
     return 1;
 }
 
+/* core.args_key(name, max_length, ...) -> "name:<arg>:<arg>..." where each
+ * argument is typed and escaped: s<string> i<integer> f<float> b1/b0 n
+ * (nil); tables, functions and the like raise (pass memoize a key). */
+static int args_key(lua_State *L)
+{
+    int top = lua_gettop(L), i;
+    size_t len;
+    const char *key;
+    int max_length = (int)luaL_checkinteger(L, 2);
+    luaL_Buffer b;
+    luaL_checkstring(L, 1);
+    luaL_buffinit(L, &b);
+    lua_pushvalue(L, 1);
+    luaL_addvalue(&b);
+    for (i = 3; i <= top; i++) {
+        char num[40];
+        luaL_addchar(&b, ':');
+        switch (lua_type(L, i)) {
+        case LUA_TNIL: luaL_addchar(&b, 'n'); break;
+        case LUA_TBOOLEAN: luaL_addstring(&b, lua_toboolean(L, i) ? "b1" : "b0"); break;
+        case LUA_TNUMBER:
+            if (hc_isinteger(L, i)) snprintf(num, sizeof num, "i%lld", (long long)lua_tointeger(L, i));
+            else snprintf(num, sizeof num, "f%.17g", (double)lua_tonumber(L, i));
+            luaL_addstring(&b, num);
+            break;
+        case LUA_TSTRING: {
+            size_t n;
+            const char *s = lua_tolstring(L, i, &n);
+            luaL_addchar(&b, 's');
+            add_escaped(&b, s, n);
+            break;
+        }
+        default:
+            luaL_pushresult(&b);
+            luaL_where(L, 2);
+            lua_pushfstring(L, "memoize: cannot build a key from argument #%d (a %s): give memoize opts.key",
+                            i - 2, lua_typename(L, lua_type(L, i)));
+            lua_concat(L, 2);
+            return lua_error(L);
+        }
+    }
+    luaL_pushresult(&b);
+    key = lua_tolstring(L, -1, &len);
+    if ((int)len > max_length) {
+        char hex[2 * HASH_BYTES + 1];
+        hash_hex(key, len, hex);
+        lua_pushlstring(L, key, (size_t)(max_length - (2 * HASH_BYTES + 1)));
+        lua_pushfstring(L, "#%s", hex);
+        lua_concat(L, 2);
+    }
+    return 1;
+}
+
 /* core.hash(bytes) -> 32 hex characters of BLAKE2b-128 */
 static int core_hash(lua_State *L)
 {
@@ -302,4 +355,6 @@ void hc_keys_register(lua_State *L)
     lua_setfield(L, -2, "key_builder");
     lua_pushcfunction(L, core_hash);
     lua_setfield(L, -2, "hash");
+    lua_pushcfunction(L, args_key);
+    lua_setfield(L, -2, "args_key");
 }

@@ -8,7 +8,8 @@ local core = require "hicache.core"
 local config = require "hicache.config"
 local lease = require "hicache.lease"
 local lock = require "hicache.lock"
-local scripts = require "hicache.scripts"
+local memoize = require "hicache.memoize"
+local invalidate = require "hicache.invalidate"
 
 local type, error, setmetatable, pairs = type, error, setmetatable, pairs
 local string_format = string.format
@@ -51,6 +52,18 @@ function Cache:delete_many(keys) return lease.delete_many(self, keys) end
 -- Deletes the entries and revokes their leases: a get_or_set fill that
 -- started before this call is never stored after it.
 function Cache:invalidate(key_or_list) return lease.invalidate(self, key_or_list) end
+
+--- cache:invalidate_tag(tag_or_list) -> true | nil, err (O(1) per tag)
+function Cache:invalidate_tag(tags) return lease.invalidate_tag(self, tags) end
+
+--- cache:memoize(fn, opts) -> memoized callable
+function Cache:memoize(fn, opts) return memoize.new(self, fn, opts) end
+
+--- cache:on_write(fn, {keys =, tags =}) -> writer that invalidates
+function Cache:on_write(fn, opts) return invalidate.on_write(self, fn, opts) end
+
+--- cache:batch() -> deferred invalidations (commit / rollback)
+function Cache:batch() return invalidate.batch(self) end
 
 --- cache:get_or_set(key, fn, opts) -> value, status[, err]
 function Cache:get_or_set(key, fn, opts)
@@ -137,9 +150,13 @@ end
 --- cache:delete_pattern(pattern) -> number deleted | nil, err
 -- SCAN with a large COUNT and UNLINK in batches: never KEYS. The pattern
 -- applies inside this cache's namespace only.
--- Revokes the leases of the keys matching pattern in this namespace.
+-- Revokes the leases of the keys matching pattern in this namespace, and
+-- deletes their tagged entries ({key}@generations) and their leases.
 local function revoke_leases(self, pattern)
-  return delete_matching(self, "\\{" .. glob_escape(self:_namespace()) .. pattern .. "\\}:lease")
+  local head = "\\{" .. glob_escape(self:_namespace()) .. pattern .. "\\}"
+  local _, err = delete_matching(self, head .. ":lease")
+  if err then return nil, err end
+  return delete_matching(self, head .. "@*")
 end
 
 function Cache:delete_pattern(pattern)

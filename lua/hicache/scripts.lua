@@ -10,6 +10,19 @@ local _M = {}
 
 local shas = {} -- script source -> SHA1 (the same on every server)
 
+--- sha(cache, src) -> the script's SHA1, loading it once | nil, err
+function _M.sha(cache, src)
+  local sha = shas[src]
+  if sha then return sha end
+  local s, err = cache:command("SCRIPT", "LOAD", src)
+  if not s then return nil, err end
+  shas[src] = s
+  return s
+end
+
+--- forget(src): after NOSCRIPT, load the script again next time
+function _M.forget(src) shas[src] = nil end
+
 --- eval(cache, src, nkeys, ...) -> reply | nil, err
 function _M.eval(cache, src, nkeys, ...)
   for _ = 1, 2 do
@@ -27,24 +40,38 @@ function _M.eval(cache, src, nkeys, ...)
   return nil, "script could not be loaded"
 end
 
-function _M.lease_key(full_key) return "{" .. full_key .. "}:lease" end
-function _M.wake_key(full_key) return "{" .. full_key .. "}:wake" end
+-- A plain entry K has {K}:lease and {K}:wake; a tagged entry is already
+-- named {K}@<generations>, so its lease is {K}@<generations>:lease.
+function _M.lease_key(full_key)
+  if full_key:byte(1) == 123 then return full_key .. ":lease" end
+  return "{" .. full_key .. "}:lease"
+end
+function _M.wake_key(full_key)
+  if full_key:byte(1) == 123 then return full_key .. ":wake" end
+  return "{" .. full_key .. "}:wake"
+end
+function _M.gen_key(full_key) return "{" .. full_key .. "}:gen" end
 
 -- How long an unconsumed wake-up token lives (ms).
 _M.WAKE_TTL_MS = 10000
 
---- Deletes value keys, revokes their leases, and wakes one waiter of each
--- revoked lease (it retries; the others follow as the new fill wakes them).
--- KEYS: value, lease, wake, value, lease, wake, ...  ARGV: wake ttl (ms)
+--- Deletes value keys, revokes their leases, wakes one waiter of each
+-- revoked lease (it retries; the others follow as the new fill wakes them),
+-- moves the key's generation on (which hides its tagged entries), and
+-- moves tag generations on (invalidate_tag: O(1) whatever the entries).
+-- KEYS: value, lease, wake, gen (x n), then tag generation keys
+-- ARGV: wake ttl (ms), n
 _M.INVALIDATE = [[
-local n = 0
-for i = 1, #KEYS, 3 do
+local n, last = 0, tonumber(ARGV[2]) * 4
+for i = 1, last, 4 do
   n = n + redis.call('UNLINK', KEYS[i])
   if redis.call('UNLINK', KEYS[i + 1]) == 1 then
     redis.call('RPUSH', KEYS[i + 2], '1')
     redis.call('PEXPIRE', KEYS[i + 2], ARGV[1])
   end
+  if redis.call('EXISTS', KEYS[i + 3]) == 1 then redis.call('INCR', KEYS[i + 3]) end
 end
+for i = last + 1, #KEYS do redis.call('INCR', KEYS[i]) end
 return n
 ]]
 
@@ -58,9 +85,11 @@ return {3, redis.call('PTTL', KEYS[2])}
 ]]
 
 --- Stores the value only while our lease is still valid, then wakes a waiter.
--- KEYS: value, lease, wake  ARGV: token, bytes, px (0 = no expiry), wake ttl
+-- KEYS: value, lease, wake[, gen]  ARGV: token, bytes, px (0 = no expiry), wake ttl
+-- (gen: for a tagged entry, created so that invalidate(key) can move it on)
 _M.FILL = [[
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if KEYS[4] then redis.call('SET', KEYS[4], '0', 'NX') end
 if ARGV[3] == '0' then
   redis.call('SET', KEYS[1], ARGV[2])
 else
