@@ -713,8 +713,11 @@ static int cache_tagged(lua_State *L)
     size_t *lens;
     char err[HC_ERRLEN];
     redisReply *r;
-    int n = tagged_vec(L, cl, 2, 3, 1, &argv, &lens);
-    argv[n] = lua_toboolean(L, 4) && strcmp(lua_tostring(L, 4), "name") == 0 ? "name" : "value";
+    int name_only, n;
+    lua_settop(L, 4);
+    name_only = lua_type(L, 4) == LUA_TSTRING && strcmp(lua_tostring(L, 4), "name") == 0;
+    n = tagged_vec(L, cl, 2, 3, 1, &argv, &lens);
+    argv[n] = name_only ? "name" : "value";
     lens[n] = strlen(argv[n]);
     if (eval_script(cl, HC_SCRIPT_TAGGED_GET, n + 1, argv, lens, &r, err) != 0) return hc_fail(L, err);
     return push_meta_reply(L, cl, r);

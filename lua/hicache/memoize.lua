@@ -27,8 +27,14 @@ function _M.new(cache, fn, opts)
   local gos = {}
   for k, v in pairs(opts) do
     if GOS_OPTS[k] then gos[k] = v
-    elseif k ~= "name" and k ~= "key" then error(("unknown memoize option '%s'"):format(tostring(k)), 3) end
+    elseif k ~= "name" and k ~= "key" and k ~= "tags" then error(("unknown memoize option '%s'"):format(tostring(k)), 3) end
   end
+  local tags = opts.tags
+  if tags ~= nil and type(tags) ~= "table" and type(tags) ~= "function" then
+    error("opts.tags must be a list of tags or a function of the arguments", 3)
+  end
+  local with_tags = {}
+  for k, v in pairs(gos) do with_tags[k] = v end
 
   local function key(...)
     if key_of == nil then return args_key(name, 200, ...) end
@@ -40,6 +46,11 @@ function _M.new(cache, fn, opts)
 
   local function call(_, ...)
     local args = pack(...)
+    local o = gos
+    if tags then
+      o = with_tags
+      o.tags = type(tags) == "function" and tags(...) or tags
+    end
     local v, status = cache:get_or_set(key(...), function()
       local res = pack(fn(unpack(args, 1, args.n)))
       -- no result, or only nils: a nil result (cached only with neg_ttl)
@@ -47,7 +58,7 @@ function _M.new(cache, fn, opts)
       for i = 1, res.n do if res[i] ~= nil then any = true; break end end
       if not any then return nil end
       return res
-    end, gos)
+    end, o)
     if v == nil then
       -- status nil: the cache failed (Redis down, ...): the cache is an
       -- optimisation, so compute without it rather than fail the caller
