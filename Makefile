@@ -35,7 +35,7 @@ CFLAGS_ALL  := $(WARN) $(OPT) $(SANITIZE) -fPIC -D_DEFAULT_SOURCE -D_POSIX_C_SOU
                $(LUA_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL := $(SANITIZE) $(LDFLAGS)
 
-SRCS := src/hc_cmd.c src/hc_conn.c src/hc_pool.c src/hc_args.c src/hc_reply.c \
+SRCS := src/hc_cmd.c src/hc_conn.c src/hc_pool.c src/hc_args.c src/hc_reply.c src/hc_stats.c \
         src/hc_codec.c src/hc_msgpack.c src/hc_json.c src/hc_cache.c src/hc_watch.c src/hc_keys.c src/hc_core.c
 HDRS := $(wildcard src/*.h)
 LUA_MODULES := $(wildcard lua/hicache/*.lua)

@@ -28,7 +28,7 @@ build = {
   modules = {
     ["hicache.core"] = {
       sources = {
-        "src/hc_cmd.c", "src/hc_conn.c", "src/hc_pool.c", "src/hc_args.c",
+        "src/hc_cmd.c", "src/hc_conn.c", "src/hc_pool.c", "src/hc_args.c", "src/hc_stats.c",
         "src/hc_reply.c", "src/hc_codec.c", "src/hc_msgpack.c", "src/hc_json.c",
         "src/hc_cache.c", "src/hc_watch.c", "src/hc_keys.c", "src/hc_core.c",
       },

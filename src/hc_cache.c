@@ -12,6 +12,7 @@
 #include "hc_args.h"
 #include "hc_client.h"
 #include "hc_reply.h"
+#include "hc_time.h"
 
 /* ---- keys and TTLs --------------------------------------------------------- */
 
@@ -65,6 +66,24 @@ static long long ttl_arg(lua_State *L, const client *cl, int idx)
     if (t > 1e11) luaL_argerror(L, idx, "ttl too large");
     ms = ceil(t * 1000.0);
     return (long long)ms;
+}
+
+/* ---- observability ----------------------------------------------------------- */
+
+#define OBSERVED(cl) ((cl)->stats != NULL || (cl)->hook != LUA_NOREF)
+
+/* After an operation that pushed `n` results: records it (an error when it
+ * returned nil, err) and returns n. */
+static int observe(lua_State *L, client *cl, int op, unsigned ev, const char *key, size_t kn,
+                   size_t in, size_t out, double t0, int n)
+{
+    const char *err = NULL;
+    if (n == 2 && lua_isnil(L, -2) && lua_type(L, -1) == LUA_TSTRING) {
+        err = lua_tostring(L, -1);
+        ev = HC_EV_ERROR;
+    }
+    hc_client_event(L, cl, op, ev, key, kn, in, out, t0, err);
+    return n;
 }
 
 /* ---- running commands -------------------------------------------------------- */
@@ -189,14 +208,28 @@ static int cache_get(lua_State *L)
     v.argc = 0;
     vec_str(&v, "GET");
     vec_add(&v, key, kn);
-    if (run1(L, cl, &v, &r) != 0) return 2;
-    if (r->type == REDIS_REPLY_NIL) {
-        freeReplyObject(r);
-        lua_settop(L, 3);
-        return 1; /* the default, or nil */
+    if (!OBSERVED(cl)) {
+        if (run1(L, cl, &v, &r) != 0) return 2;
+        if (r->type == REDIS_REPLY_NIL) {
+            freeReplyObject(r);
+            lua_settop(L, 3);
+            return 1; /* the default, or nil */
+        }
+        if (r->type != REDIS_REPLY_STRING) return unexpected(L, r);
+        return push_decoded(L, cl, r->str, r->len, r);
+    } else {
+        double t0 = hc_now();
+        size_t in;
+        if (run1(L, cl, &v, &r) != 0) return observe(L, cl, HC_OP_GET, 0, key, kn, 0, 0, t0, 2);
+        if (r->type == REDIS_REPLY_NIL) {
+            freeReplyObject(r);
+            lua_settop(L, 3);
+            return observe(L, cl, HC_OP_GET, HC_EV_MISS, key, kn, 0, 0, t0, 1);
+        }
+        if (r->type != REDIS_REPLY_STRING) return observe(L, cl, HC_OP_GET, 0, key, kn, 0, 0, t0, unexpected(L, r));
+        in = r->len;
+        return observe(L, cl, HC_OP_GET, HC_EV_HIT, key, kn, in, 0, t0, push_decoded(L, cl, r->str, r->len, r));
     }
-    if (r->type != REDIS_REPLY_STRING) return unexpected(L, r);
-    return push_decoded(L, cl, r->str, r->len, r);
 }
 
 /* Shared by set and add: mode 0 plain, 1 NX, 2 XX. */
@@ -231,21 +264,24 @@ static int do_set(lua_State *L, client *cl, int mode)
     c = vec_cmd(&v);
     {
         char e[HC_ERRLEN];
+        double t0 = OBSERVED(cl) ? hc_now() : 0;
+        size_t out = val.len;
+        int n;
         rc = hc_client_exec(cl, 1, &c, &r, e);
         hc_buf_free(&val);
-        if (rc != 0) return hc_fail(L, e);
+        if (rc != 0) {
+            n = hc_fail(L, e);
+        } else if (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_NIL) {
+            /* nil: the NX/XX condition was not met */
+            lua_pushboolean(L, r->type == REDIS_REPLY_STATUS);
+            freeReplyObject(r);
+            n = 1;
+        } else {
+            n = unexpected(L, r);
+        }
+        if (!OBSERVED(cl)) return n;
+        return observe(L, cl, HC_OP_SET, HC_EV_SET, key, kn, 0, out, t0, n);
     }
-    if (r->type == REDIS_REPLY_STATUS) {
-        freeReplyObject(r);
-        lua_pushboolean(L, 1);
-        return 1;
-    }
-    if (r->type == REDIS_REPLY_NIL) { /* NX/XX condition not met */
-        freeReplyObject(r);
-        lua_pushboolean(L, 0);
-        return 1;
-    }
-    return unexpected(L, r);
 }
 
 /* cache:set(key, value, ttl, opts) -> true | false (nx/xx not met) | nil, err */
@@ -374,6 +410,7 @@ static int cache_get_many(lua_State *L)
     hc_cmd c;
     many m;
     int n, top, st;
+    double t0;
 
     lua_settop(L, 2);
     c = keys_vector(L, cl, 2, 1, &n);
@@ -383,6 +420,7 @@ static int cache_get_many(lua_State *L)
     }
     ((const char **)c.argv)[0] = "MGET";
     ((size_t *)c.argvlen)[0] = 4;
+    t0 = OBSERVED(cl) ? hc_now() : 0;
     if (hc_client_exec(cl, 1, &c, &r, err) != 0) return hc_fail(L, err);
     if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) return unexpected(L, r);
     m.cl = cl;
@@ -390,11 +428,26 @@ static int cache_get_many(lua_State *L)
     hc_decoding_init(&m.d, &cl->codec, NULL, 0);
     top = lua_gettop(L);
     lua_pushvalue(L, 2);
-    st = hc_pcall(L, get_many_cb, &m, 1, LUA_MULTRET);
-    hc_decoding_done(&m.d);
-    freeReplyObject(r);
-    if (st == -1) return luaL_error(L, "stack overflow");
-    if (st != 0) return lua_error(L);
+    {
+        size_t i, hits = 0, in = 0;
+        for (i = 0; i < r->elements; i++)
+            if (r->element[i]->type == REDIS_REPLY_STRING) {
+                hits++;
+                in += r->element[i]->len;
+            }
+        st = hc_pcall(L, get_many_cb, &m, 1, LUA_MULTRET);
+        hc_decoding_done(&m.d);
+        freeReplyObject(r);
+        if (st == -1) return luaL_error(L, "stack overflow");
+        if (st != 0) return lua_error(L);
+        if (OBSERVED(cl)) {
+            if (cl->stats) {
+                hc_stats_count(cl->stats, HC_EV_HIT, hits, NULL, 0);
+                hc_stats_count(cl->stats, HC_EV_MISS, (unsigned long long)n - hits, NULL, 0);
+            }
+            hc_client_event(L, cl, HC_OP_GET_MANY, 0, NULL, 0, in, 0, t0, NULL);
+        }
+    }
     return lua_gettop(L) - top;
 }
 
@@ -471,12 +524,21 @@ static int cache_set_many(lua_State *L)
         cmds[i].argvlen = lens + k;
         bytes += kn;
     }
-    rc = hc_client_exec(cl, n, cmds, replies, ioerr);
-    for (i = 0; i < n; i++) hc_buf_free(&vals[i]);
-    if (rc != 0) return hc_fail(L, ioerr);
-    for (i = 0; i < n; i++) {
-        if (replies[i]->type != REDIS_REPLY_STATUS) failed[nfailed++] = i + 1;
-        freeReplyObject(replies[i]);
+    {
+        double t0 = OBSERVED(cl) ? hc_now() : 0;
+        size_t out = 0;
+        for (i = 0; i < n; i++) out += vals[i].len;
+        rc = hc_client_exec(cl, n, cmds, replies, ioerr);
+        for (i = 0; i < n; i++) hc_buf_free(&vals[i]);
+        if (rc != 0) return hc_fail(L, ioerr);
+        for (i = 0; i < n; i++) {
+            if (replies[i]->type != REDIS_REPLY_STATUS) failed[nfailed++] = i + 1;
+            freeReplyObject(replies[i]);
+        }
+        if (OBSERVED(cl)) { /* the replies are freed: the hook may raise */
+            if (cl->stats) hc_stats_count(cl->stats, HC_EV_SET, (unsigned long long)(n - nfailed), NULL, 0);
+            hc_client_event(L, cl, HC_OP_SET_MANY, 0, NULL, 0, 0, out, t0, NULL);
+        }
     }
     lua_createtable(L, nfailed, 0);
     for (i = 0; i < nfailed; i++) {
@@ -780,8 +842,15 @@ static int incr_by(lua_State *L, client *cl, const char *key, size_t kn, long lo
     argv[2] = "1";  lens[2] = 1;
     argv[3] = key;  lens[3] = kn;
     argv[4] = num;  lens[4] = (size_t)n;
-    if (eval_script(cl, HC_SCRIPT_INCR, 5, argv, lens, &r, err) != 0) return hc_fail(L, err);
-    if (r->type == REDIS_REPLY_INTEGER) return integer_reply(L, r, 0);
+    double t0 = OBSERVED(cl) ? hc_now() : 0;
+    if (eval_script(cl, HC_SCRIPT_INCR, 5, argv, lens, &r, err) != 0) {
+        hc_fail(L, err);
+        return OBSERVED(cl) ? observe(L, cl, HC_OP_INCR, 0, key, kn, 0, 0, t0, 2) : 2;
+    }
+    if (r->type == REDIS_REPLY_INTEGER) {
+        integer_reply(L, r, 0);
+        return OBSERVED(cl) ? observe(L, cl, HC_OP_INCR, 0, key, kn, 0, 0, t0, 1) : 1;
+    }
     if (r->type != REDIS_REPLY_ERROR) return unexpected(L, r);
     snprintf(msg, sizeof msg, "%s", r->str);
     freeReplyObject(r);

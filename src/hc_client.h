@@ -8,6 +8,7 @@
 #include "compat.h"
 #include "hc_codec.h"
 #include "hc_pool.h"
+#include "hc_stats.h"
 
 #define CLIENT_MT "hicache.client"
 
@@ -27,12 +28,20 @@ typedef struct client {
     long long version;
     long long ttl_ms;       /* default TTL; 0 = never expires           */
     char sha[HC_SCRIPTS][41]; /* SHA1 of each C-side script once loaded */
+    hc_stats *stats;        /* NULL when made with stats = false          */
+    int hook;               /* registry ref of opts.on_event, or LUA_NOREF */
 } client;
 
 static inline client *hc_check_client(lua_State *L)
 {
     return (client *)luaL_checkudata(L, 1, CLIENT_MT);
 }
+
+/* Records an operation in the stats and calls the on_event hook, if
+ * any. key/kn: the full key (prefix:version:key) or NULL. Call it when no
+ * C resource is held: the hook is Lua code and may raise. */
+void hc_client_event(lua_State *L, client *cl, int op, unsigned events, const char *key, size_t kn,
+                     size_t bytes_in, size_t bytes_out, double t0, const char *err);
 
 /* nil, err; returns 2. */
 int hc_fail(lua_State *L, const char *err);

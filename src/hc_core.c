@@ -112,11 +112,18 @@ static int core_new(lua_State *L)
         cache.ttl_ms = (long long)(opt_number(L, 1, "ttl_ms", 0, 1e15));
     }
 
+    lua_getfield(L, 1, "stats");
+    cache.stats = lua_toboolean(L, -1) ? hc_stats_new() : NULL;
+    lua_pop(L, 1);
+    cache.hook = LUA_NOREF;
     cl = (client *)lua_newuserdata(L, sizeof *cl);
     *cl = cache;
     cl->pool = NULL;
     luaL_getmetatable(L, CLIENT_MT);
     lua_setmetatable(L, -2);
+    lua_getfield(L, 1, "on_event");
+    if (lua_isfunction(L, -1)) cl->hook = luaL_ref(L, LUA_REGISTRYINDEX);
+    else lua_pop(L, 1);
     cl->pool = hc_pool_acquire(&s); /* copies s; the __gc releases it */
     if (cl->pool == NULL) return luaL_error(L, "out of memory");
     return 1;
@@ -242,6 +249,98 @@ static int client_pool_stats(lua_State *L)
     set_int(L, "exhausted", st.exhausted);
     set_int(L, "health_checks", st.health_checks);
     return 1;
+}
+
+void hc_client_event(lua_State *L, client *cl, int op, unsigned events, const char *key, size_t kn,
+                     size_t bytes_in, size_t bytes_out, double t0, const char *err)
+{
+    static const char *const ops[HC_OPS] = {"get", "set", "get_many", "set_many", "delete", "incr",
+                                           "get_or_set", "lock", "invalidate"};
+    const char *user = key;
+    size_t un = kn;
+    if (key) { /* skip prefix:version: */
+        const char *p = key + cl->prefix_len + 1;
+        const char *colon = memchr(p, ':', kn - (size_t)(p - key));
+        if (colon) {
+            user = colon + 1;
+            un = kn - (size_t)(user - key);
+        }
+    }
+    if (cl->stats) hc_stats_record(cl->stats, op, events, user, un, bytes_in, bytes_out, t0);
+    if (cl->hook != LUA_NOREF) {
+        const char *status = events & HC_EV_ERROR ? "error" : events & HC_EV_STALE ? "stale"
+                           : events & HC_EV_HIT ? "hit" : events & HC_EV_MISS ? "miss"
+                           : events & HC_EV_INVALIDATE ? "invalidate" : events & HC_EV_DELETE ? "delete"
+                           : events & HC_EV_SET ? "set" : "ok";
+        const char *colon = user ? memchr(user, ':', un) : NULL;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, cl->hook);
+        lua_createtable(L, 0, 6);
+        lua_pushstring(L, ops[op]);
+        lua_setfield(L, -2, "op");
+        if (user) {
+            lua_pushlstring(L, user, un);
+            lua_setfield(L, -2, "key");
+        }
+        if (colon) {
+            lua_pushlstring(L, user, (size_t)(colon - user));
+            lua_setfield(L, -2, "family");
+        }
+        lua_pushstring(L, status);
+        lua_setfield(L, -2, "status");
+        lua_pushnumber(L, (lua_Number)((hc_now() - t0) * 1000.0));
+        lua_setfield(L, -2, "ms");
+        if (err) {
+            lua_pushstring(L, err);
+            lua_setfield(L, -2, "err");
+        }
+        lua_call(L, 1, 0);
+    }
+}
+
+/* cache:_record(op, events, key, t0[, err]): an operation done in Lua */
+static int client_record(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    int op = hc_stats_op_index(luaL_checkstring(L, 2));
+    unsigned ev = (unsigned)luaL_checkinteger(L, 3);
+    size_t kn = 0;
+    const char *key = luaL_optlstring(L, 4, NULL, &kn);
+    double t0 = (double)luaL_checknumber(L, 5);
+    const char *err = luaL_optstring(L, 6, NULL);
+    if (op < 0) return luaL_argerror(L, 2, "unknown operation");
+    if (cl->stats || cl->hook != LUA_NOREF) hc_client_event(L, cl, op, ev, key, kn, 0, 0, t0, err);
+    return 0;
+}
+
+/* cache:stats() -> table | nil, "stats are off" */
+static int client_stats(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    if (cl->stats == NULL) return hc_fail(L, "stats are off");
+    hc_stats_push(L, cl->stats);
+    return 1;
+}
+
+static int client_stats_reset(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    if (cl->stats) hc_stats_reset(cl->stats);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int client_gc(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    if (cl->pool) {
+        hc_pool_release(cl->pool);
+        cl->pool = NULL;
+    }
+    hc_stats_free(cl->stats);
+    cl->stats = NULL;
+    if (cl->hook != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, cl->hook);
+    cl->hook = LUA_NOREF;
+    return 0;
 }
 
 static int client_close(lua_State *L)
@@ -382,6 +481,9 @@ static const luaL_Reg client_methods[] = {
     {"reserve", client_reserve},
     {"pool_stats", client_pool_stats},
     {"close", client_close},
+    {"_record", client_record},
+    {"stats", client_stats},
+    {"stats_reset", client_stats_reset},
     {NULL, NULL}};
 
 static const luaL_Reg conn_methods[] = {
@@ -461,7 +563,7 @@ int luaopen_hicache_core(lua_State *L)
     if (sodium_init() < 0) return luaL_error(L, "libsodium cannot be initialised");
     hc_reply_init(L);
     luaL_newlib(L, core_functions);
-    new_class(L, CLIENT_MT, client_methods, client_close, client_tostring);
+    new_class(L, CLIENT_MT, client_methods, client_gc, client_tostring);
     hc_cache_register(L);
     hc_watch_register(L);
     lua_setfield(L, -2, "Client");
@@ -470,6 +572,18 @@ int luaopen_hicache_core(lua_State *L)
     hc_keys_register(L);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
+    lua_createtable(L, 0, 10); /* event bits for cache:_record */
+    lua_pushinteger(L, HC_EV_HIT); lua_setfield(L, -2, "hit");
+    lua_pushinteger(L, HC_EV_MISS); lua_setfield(L, -2, "miss");
+    lua_pushinteger(L, HC_EV_SET); lua_setfield(L, -2, "set");
+    lua_pushinteger(L, HC_EV_DELETE); lua_setfield(L, -2, "delete");
+    lua_pushinteger(L, HC_EV_ERROR); lua_setfield(L, -2, "error");
+    lua_pushinteger(L, HC_EV_STALE); lua_setfield(L, -2, "stale");
+    lua_pushinteger(L, HC_EV_WAIT); lua_setfield(L, -2, "wait");
+    lua_pushinteger(L, HC_EV_COMPUTE); lua_setfield(L, -2, "compute");
+    lua_pushinteger(L, HC_EV_LOCK_WAIT); lua_setfield(L, -2, "lock_wait");
+    lua_pushinteger(L, HC_EV_INVALIDATE); lua_setfield(L, -2, "invalidate");
+    lua_setfield(L, -2, "EV");
     lua_pushliteral(L, "0.1.0");
     lua_setfield(L, -2, "_VERSION");
     return 1;

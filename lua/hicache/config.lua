@@ -27,6 +27,7 @@ local known = {
   url = true, host = true, port = true, path = true, db = true, username = true,
   password = true, connect_timeout = true, timeout = true, keepalive = true, pool = true,
   prefix = true, version = true, ttl = true, serializer = true, compress = true, limits = true,
+  stats = true, on_event = true, logger = true,
 }
 local serializers = { msgpack = true, json = true, raw = true }
 local known_pool = { size = true, wait = true, idle_check = true, lifetime = true,
@@ -226,6 +227,22 @@ function _M.settings(opts)
     e = check_int("compress.min_size", s.compress_min, 1, 1e9); if e then return nil, e end
     s.compress_level = compress.level or d.compress.level
     e = check_int("compress.level", s.compress_level, -7, 22); if e then return nil, e end
+  end
+  if opts.stats ~= nil and type(opts.stats) ~= "boolean" then return nil, bad("stats", "must be a boolean") end
+  s.stats = opts.stats ~= false
+  for _, k in ipairs { "on_event", "logger" } do
+    if opts[k] ~= nil and type(opts[k]) ~= "function" then return nil, bad(k, "must be a function") end
+  end
+  s.on_event = opts.on_event
+  if opts.logger then
+    local logger, on_event = opts.logger, opts.on_event
+    s.on_event = function(ev)
+      if on_event then on_event(ev) end
+      if ev.status == "hit" or ev.status == "miss" or ev.status == "error" then
+        logger(string_format("hicache %s %s key=%s family=%s %.3fms%s", ev.op, ev.status, tostring(ev.key),
+          tostring(ev.family), ev.ms, ev.err and (" err=" .. ev.err) or ""))
+      end
+    end
   end
   local limits = opts.limits or {}
   if type(limits) ~= "table" then return nil, bad("limits", "must be a table") end

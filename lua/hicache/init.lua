@@ -41,9 +41,27 @@ _M.parse_url = config.parse_url
 
 local Cache = core.Client -- the methods table of the C class
 
+local EV, now = core.EV, core.now
+local STATUS_EVENTS = {
+  hit = EV.hit, miss = EV.miss | EV.compute, waited = EV.hit | EV.wait,
+  stale = EV.hit | EV.stale, stale_error = EV.stale | EV.error,
+}
+
+local function observed(self)
+  local s = settings_of[self]
+  return s.stats or s.on_event
+end
+
+
 --- cache:delete(key) -> true (it existed) | false | nil, err
 -- Also revokes the key's get_or_set lease and wakes its waiters.
-function Cache:delete(key) return lease.delete(self, key) end
+function Cache:delete(key)
+  if not observed(self) then return lease.delete(self, key) end
+  local t0 = now()
+  local ok, err = lease.delete(self, key)
+  self:_record("delete", ok == nil and EV.error or EV.delete, self:_key(key), t0, err)
+  return ok, err
+end
 
 --- cache:delete_many(keys) -> number deleted | nil, err (revokes leases too)
 function Cache:delete_many(keys) return lease.delete_many(self, keys) end
@@ -51,10 +69,23 @@ function Cache:delete_many(keys) return lease.delete_many(self, keys) end
 --- cache:invalidate(key_or_list) -> true | nil, err
 -- Deletes the entries and revokes their leases: a get_or_set fill that
 -- started before this call is never stored after it.
-function Cache:invalidate(key_or_list) return lease.invalidate(self, key_or_list) end
+function Cache:invalidate(key_or_list)
+  if not observed(self) then return lease.invalidate(self, key_or_list) end
+  local t0 = now()
+  local ok, err = lease.invalidate(self, key_or_list)
+  local one = type(key_or_list) ~= "table" and self:_key(key_or_list) or nil
+  self:_record("invalidate", ok == nil and EV.error or EV.invalidate, one, t0, err)
+  return ok, err
+end
 
 --- cache:invalidate_tag(tag_or_list) -> true | nil, err (O(1) per tag)
-function Cache:invalidate_tag(tags) return lease.invalidate_tag(self, tags) end
+function Cache:invalidate_tag(tags)
+  if not observed(self) then return lease.invalidate_tag(self, tags) end
+  local t0 = now()
+  local ok, err = lease.invalidate_tag(self, tags)
+  self:_record("invalidate", ok == nil and EV.error or EV.invalidate, nil, t0, err)
+  return ok, err
+end
 
 --- cache:memoize(fn, opts) -> memoized callable
 function Cache:memoize(fn, opts) return memoize.new(self, fn, opts) end
@@ -67,12 +98,61 @@ function Cache:batch() return invalidate.batch(self) end
 
 --- cache:get_or_set(key, fn, opts) -> value, status[, err]
 function Cache:get_or_set(key, fn, opts)
-  return lease.get_or_set(self, key, fn, opts, settings_of[self].ttl_ms / 1000)
+  if not observed(self) then
+    return lease.get_or_set(self, key, fn, opts, settings_of[self].ttl_ms / 1000)
+  end
+  local t0 = now()
+  local v, status, err = lease.get_or_set(self, key, fn, opts, settings_of[self].ttl_ms / 1000)
+  local ev = STATUS_EVENTS[status]
+  -- on a runtime failure get_or_set returned nil, err: the error is `status`
+  self:_record("get_or_set", ev or EV.error, self:_key(key), t0, ev == nil and status or err)
+  return v, status, err
+end
+
+--- cache:stats_text() -> the counters in the Prometheus text format
+function Cache:stats_text()
+  local st, err = self:stats()
+  if not st then return nil, err end
+  local prefix = settings_of[self].prefix
+  local out = {}
+  local function esc(v) return (tostring(v):gsub("[\\\"\n]", { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" })) end
+  local counters = { "hits", "misses", "sets", "deletes", "invalidations", "errors", "stale", "waits",
+                     "computes", "lock_waits", "bytes_in", "bytes_out" }
+  local function emit(family, c)
+    local labels = ('prefix="%s"'):format(esc(prefix)) .. (family and (',family="%s"'):format(esc(family)) or "")
+    for _, name in ipairs(counters) do
+      out[#out + 1] = ("hicache_%s_total{%s} %d"):format(name, labels, c[name])
+    end
+    out[#out + 1] = ("hicache_hit_rate{%s} %.6f"):format(labels, c.hit_rate)
+    for op, q in pairs(c.ops) do
+      out[#out + 1] = ("hicache_operations_total{%s,op=\"%s\"} %d"):format(labels, op, q.count)
+      for _, p in ipairs { { "0.5", q.p50 }, { "0.9", q.p90 }, { "0.99", q.p99 } } do
+        out[#out + 1] = ("hicache_latency_ms{%s,op=\"%s\",quantile=\"%s\"} %.3f"):format(labels, op, p[1], p[2])
+      end
+    end
+  end
+  for _, name in ipairs(counters) do
+    out[#out + 1] = ("# TYPE hicache_%s_total counter"):format(name)
+  end
+  out[#out + 1] = "# TYPE hicache_hit_rate gauge"
+  out[#out + 1] = "# TYPE hicache_operations_total counter"
+  out[#out + 1] = "# TYPE hicache_latency_ms summary"
+  emit(nil, st)
+  local fams = {}
+  for f in pairs(st.families) do fams[#fams + 1] = f end
+  table.sort(fams)
+  for _, f in ipairs(fams) do emit(f, st.families[f]) end
+  return table.concat(out, "\n") .. "\n"
 end
 
 --- cache:lock(name, opts) -> lock | nil, "timeout" | nil, err
 function Cache:lock(name, opts)
-  return lock.acquire(self, settings_of[self].prefix, name, opts)
+  if not observed(self) then return lock.acquire(self, settings_of[self].prefix, name, opts) end
+  local t0 = now()
+  local l, err = lock.acquire(self, settings_of[self].prefix, name, opts)
+  local ev = l and ((l.commands or 1) > 1 and EV.lock_wait or 0) or (err == "timeout" and EV.lock_wait or EV.error)
+  self:_record("lock", ev, nil, t0, l == nil and err ~= "timeout" and err or nil)
+  return l, err
 end
 
 --- cache:with_lock(name, opts, fn, ...) -> fn's results | nil, err
