@@ -45,5 +45,6 @@ build = {
     ["hicache.keys"] = "lua/hicache/keys.lua",
     ["hicache.memoize"] = "lua/hicache/memoize.lua",
     ["hicache.invalidate"] = "lua/hicache/invalidate.lua",
+    ["hicache.testing"] = "lua/hicache/testing.lua",
   },
 }

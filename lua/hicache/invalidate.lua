@@ -3,8 +3,10 @@
 --   local batch = cache:batch(); batch:invalidate(k); ...; batch:commit()
 
 local lease = require "hicache.lease"
+local core = require "hicache.core"
 
-local type, error, pcall, setmetatable, pack, unpack = type, error, pcall, setmetatable, table.pack, table.unpack
+local type, error, pcall, setmetatable, pairs, ipairs, tostring = type, error, pcall, setmetatable, pairs, ipairs, tostring
+local pack, unpack = table.pack, table.unpack
 
 local _M = {}
 
@@ -68,7 +70,12 @@ end
 function Batch:commit()
   if self.done then error("batch already committed or rolled back", 2) end
   self.done = true
-  return lease.invalidate_many(self.cache, self.keys, self.tags)
+  local t0 = core.now()
+  local n, err = lease.invalidate_many(self.cache, self.keys, self.tags)
+  local ev = n == nil and core.EV.error or core.EV.invalidate
+  for _, full in ipairs(self.keys) do self.cache:_record("invalidate", ev, full, t0, err) end
+  if #self.tags > 0 then self.cache:_record("invalidate", ev, nil, t0, err) end
+  return n, err
 end
 
 --- batch:rollback(): drops the collected invalidations.

@@ -1,0 +1,65 @@
+-- hicache.testing, used the way an application's specs would use it.
+require "helper"
+local testing = require "hicache.testing"
+local keys = require "hicache.keys"
+
+-- The application code under test: a service-layer function and its write path.
+local function make_service(cache)
+  local db = { [42] = { name = "Ada", roles = { "admin" } } }
+  local profile_key = keys.define("user_profile", { { "user_id", "integer" } })
+  local svc = {}
+  function svc.get_user_profile(user_id)
+    return (cache:get_or_set(profile_key { user_id = user_id }, function()
+      return { name = db[user_id].name }
+    end, { ttl = 300 }))
+  end
+  svc.rename = cache:on_write(function(user_id, name) db[user_id].name = name end, {
+    keys = function(user_id) return profile_key { user_id = user_id } end,
+  })
+  return svc
+end
+
+describe("hicache.testing", function()
+  it("first call misses, second hits, the write invalidates", function()
+    local cache = testing.cache()
+    local svc = make_service(cache)
+    local rec = testing.record(cache)
+    assert.equal("Ada", svc.get_user_profile(42).name)
+    assert.equal("Ada", svc.get_user_profile(42).name)
+    assert.same({ "miss", "hit" }, rec:statuses("user_profile:user_id=42"))
+    assert.is_cached(cache, "user_profile:user_id=42")
+    svc.rename(42, "Ada King")
+    assert.is_not_cached(cache, "user_profile:user_id=42")
+    assert.equal("Ada King", svc.get_user_profile(42).name)
+    assert.same({ "miss", "hit", "invalidate", "miss" }, rec:statuses("user_profile:user_id=42"))
+  end)
+
+  it("isolates caches by a random prefix and clears them", function()
+    local a, b = testing.cache(), testing.cache()
+    a:set("k", 1)
+    assert.is_nil(b:get("k"))
+    assert.are_not.equal(a:_namespace(), b:_namespace())
+    testing.cleanup()
+    assert.is_nil(a:get("k"))
+    assert.has_error(function() testing.cache { prefix = "mine" } end)
+  end)
+
+  it("the assertions fail when they should", function()
+    local cache = testing.cache()
+    assert.has_error(function() assert.is_cached(cache, "nope") end)
+    cache:set("yes", 1)
+    assert.has_error(function() assert.is_not_cached(cache, "yes") end)
+    cache:set("tagged", 1, 60, { tags = { "t" } })
+    assert.is_cached(cache, "tagged", { "t" })
+    cache:invalidate_tag("t")
+    assert.is_not_cached(cache, "tagged", { "t" })
+  end)
+
+  it("the key context is part of the key", function()
+    local cache = testing.cache()
+    local dash = keys.define("dashboard", { { "user_id", "integer" }, keys.set("permissions") })
+    cache:set(dash { user_id = 1, permissions = { "read" } }, "reader view")
+    assert.is_not_cached(cache, dash { user_id = 1, permissions = { "read", "admin" } })
+    assert.is_cached(cache, dash { user_id = 1, permissions = { "read" } })
+  end)
+end)
