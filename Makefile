@@ -46,7 +46,7 @@ OBJS   := $(SRCS:src/%.c=$(BUILD)/%.o)
 MODULE := $(MODDIR)/hicache/core.so
 SPECBIN := $(BUILD)/spec
 
-.PHONY: all compat-luajit fuzz test test-asan valgrind bench install uninstall clean spec-helpers demo
+.PHONY: all compat-luajit lint fuzz test test-asan valgrind bench install uninstall clean spec-helpers demo
 
 all: $(MODULE) spec-helpers
 
@@ -87,7 +87,11 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@if [ "$(FUZZ_SECONDS)" -gt 0 ]; then fuzz/run.sh $(FUZZ_SECONDS); fi
 
-test: all compat-luajit fuzz
+# luacheck (Debian lua-check) over the Lua layer and the examples.
+lint:
+	@luacheck --no-color -q lua examples
+
+test: all compat-luajit lint fuzz
 	@spec/run.sh
 
 # The sanitized build lives in build/asan, apart from the normal one.

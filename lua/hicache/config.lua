@@ -221,7 +221,9 @@ function _M.settings(opts)
     if compress == true then compress = {} end
     if type(compress) ~= "table" then return nil, bad("compress", "must be a table or a boolean") end
     for k in pairs(compress) do
-      if k ~= "min_size" and k ~= "level" then return nil, string_format("unknown option 'compress.%s'", tostring(k)) end
+      if k ~= "min_size" and k ~= "level" then
+        return nil, string_format("unknown option 'compress.%s'", tostring(k))
+      end
     end
     s.compress_min = compress.min_size or d.compress.min_size
     e = check_int("compress.min_size", s.compress_min, 1, 1e9); if e then return nil, e end

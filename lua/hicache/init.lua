@@ -12,7 +12,6 @@ local memoize = require "hicache.memoize"
 local invalidate = require "hicache.invalidate"
 
 local type, error, setmetatable, pairs = type, error, setmetatable, pairs
-local string_format = string.format
 
 local _M = {
   _VERSION = core._VERSION,

@@ -5,7 +5,8 @@
 local lease = require "hicache.lease"
 local core = require "hicache.core"
 
-local type, error, pcall, setmetatable, pairs, ipairs, tostring = type, error, pcall, setmetatable, pairs, ipairs, tostring
+local type, error, pcall, setmetatable = type, error, pcall, setmetatable
+local pairs, ipairs, tostring = pairs, ipairs, tostring
 local pack, unpack = table.pack, table.unpack
 
 local _M = {}

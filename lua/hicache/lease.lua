@@ -14,7 +14,7 @@ local scripts = require "hicache.scripts"
 
 local eval, lease_key, wake_key, gen_key = scripts.eval, scripts.lease_key, scripts.wake_key, scripts.gen_key
 local token, time_ms, now = core.token, core.time_ms, core.now
-local type, error, pcall, select, tostring = type, error, pcall, select, tostring
+local type, error, pcall, tostring = type, error, pcall, tostring
 local math_min, math_log, math_random, math_ceil = math.min, math.log, math.random, math.ceil
 
 local _M = {}
@@ -47,7 +47,9 @@ function _M.delete(cache, key)
 end
 
 function _M.delete_many(cache, keys)
-  if type(keys) ~= "table" then error("bad argument #1 to 'delete_many' (table expected, got " .. type(keys) .. ")", 3) end
+  if type(keys) ~= "table" then
+    error("bad argument #1 to 'delete_many' (table expected, got " .. type(keys) .. ")", 3)
+  end
   local fulls = {}
   for i = 1, #keys do fulls[i] = cache:_key(keys[i]) end
   return invalidate_full(cache, fulls)

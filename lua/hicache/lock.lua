@@ -14,7 +14,7 @@ local scripts = require "hicache.scripts"
 
 local eval = scripts.eval
 local now, token = core.now, core.token
-local type, error, setmetatable, pcall, select = type, error, setmetatable, pcall, select
+local type, error, setmetatable, pcall = type, error, setmetatable, pcall
 local math_min, math_ceil, math_random = math.min, math.ceil, math.random
 
 local _M = {}

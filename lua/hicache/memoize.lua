@@ -4,7 +4,8 @@
 
 local core = require "hicache.core"
 
-local type, error, setmetatable, pairs, tostring, getmetatable = type, error, setmetatable, pairs, tostring, getmetatable
+local type, error, setmetatable = type, error, setmetatable
+local pairs, tostring, getmetatable = pairs, tostring, getmetatable
 local pack, unpack = table.pack, table.unpack
 local args_key = core.args_key
 
@@ -18,7 +19,8 @@ function _M.new(cache, fn, opts)
   if type(opts) ~= "table" then error("memoize needs opts with a name", 3) end
   local name = opts.name
   if type(name) ~= "string" or not name:match("^[%w_.%-]+$") then
-    error("opts.name must be a non-empty string of letters, digits, '_', '.' or '-' (a function's identity is not a key across processes)", 3)
+    error("opts.name must be a non-empty string of letters, digits, '_', '.' or '-'"
+      .. " (a function's identity is not a key across processes)", 3)
   end
   local key_of = opts.key
   if key_of ~= nil and type(key_of) ~= "function" and not (type(key_of) == "table" and getmetatable(key_of)) then
@@ -27,7 +29,9 @@ function _M.new(cache, fn, opts)
   local gos = {}
   for k, v in pairs(opts) do
     if GOS_OPTS[k] then gos[k] = v
-    elseif k ~= "name" and k ~= "key" and k ~= "tags" then error(("unknown memoize option '%s'"):format(tostring(k)), 3) end
+    elseif k ~= "name" and k ~= "key" and k ~= "tags" then
+      error(("unknown memoize option '%s'"):format(tostring(k)), 3)
+    end
   end
   local tags = opts.tags
   if tags ~= nil and type(tags) ~= "table" and type(tags) ~= "function" then

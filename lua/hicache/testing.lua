@@ -11,7 +11,7 @@
 local hicache = require "hicache"
 local core = require "hicache.core"
 
-local type, error, pairs, setmetatable, tostring = type, error, pairs, setmetatable, tostring
+local type, error, pairs, setmetatable = type, error, pairs, setmetatable
 
 local _M = {}
 
