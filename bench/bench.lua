@@ -264,58 +264,6 @@ if have_django then
 end
 admin:command("DEL", "bench:computations", "bench:lat")
 
--- ---- issue 5: memoize, tags, stats ----------------------------------------------
-local nostats = assert(hicache.new { host = host, port = port, prefix = "bench", stats = false })
-local memo = cache:memoize(function(id) return VALUE, id end, { name = "bench_memo", ttl = 300 })
-memo(1)
-cache:set("tagged", VALUE, 300, { tags = { "user:1", "org:1" } })
-local TAGS = { tags = { "user:1", "org:1" } }
-local function timed(n, fn)
-  collectgarbage("collect")
-  local c0, t0 = os.clock(), posix.now()
-  fn(n)
-  return n / (posix.now() - t0), (os.clock() - c0) / n * 1e6
-end
-local rows2 = {
-  { "get hit, stats on (default)", function(n) for _ = 1, n do cache:get("hit") end end },
-  { "get hit, stats off", function(n) for _ = 1, n do nostats:get("hit") end end },
-  { "memoize hit", function(n) for _ = 1, n do memo(1) end end },
-  { "tagged get hit (2 tags)", function(n) for _ = 1, n do cache:get("tagged", nil, TAGS) end end },
-}
-print()
-print(("memoize, tags and stats (N=%d, median of %d rounds)"):format(N, ROUNDS))
-print(("  %-30s %11s %9s %9s %14s"):format("operation", "ops/s", "µs/op", "CPU µs", "vs get (stats on)"))
-local base
-for _, row in ipairs(rows2) do
-  local o, c = {}, {}
-  for r = 1, ROUNDS do o[r], c[r] = timed(N, row[2]) end
-  local ops = median(o)
-  base = base or ops
-  print(("  %-30s %11.0f %9.2f %9.2f %13.2fx"):format(row[1], ops, 1e6 / ops, median(c), ops / base))
-end
-
--- invalidate_tag: the same cost for 100 entries as for 100,000
-local function tag_entries(tag, n)
-  local cmds = {}
-  for i = 1, n do cmds[#cmds + 1] = { "SET", "{bench:1:t" .. tag .. i .. "}@0.0", "x", "PX", 60000 } end
-  for i = 1, n, 1000 do admin:pipeline({ table.unpack(cmds, i, math.min(i + 999, n)) }) end
-end
-tag_entries("small", 100)
-tag_entries("big", 100000)
-assert(cache:invalidate_tag("warm-up")) -- loads the script
-local function time_invalidate(tag)
-  local t = {}
-  for r = 1, ROUNDS do
-    local t0 = posix.now()
-    assert(cache:invalidate_tag(tag))
-    t[r] = (posix.now() - t0) * 1e6
-  end
-  return median(t)
-end
-print()
-print(("invalidate_tag: %.1f µs with 100 tagged entries, %.1f µs with 100,000 (median of %d)"):format(
-  time_invalidate("small"), time_invalidate("big"), ROUNDS))
-cache:clear()
 local st = cache:pool_stats()
 assert(st.errors == 0, "the benchmark must run on healthy connections")
 cache:clear()
