@@ -110,6 +110,7 @@ bench: all
 
 demo: all
 	@spec/run.sh --exec $(LUA) examples/profile_service.lua
+	@spec/run.sh --exec $(LUA) examples/dashboard/main.lua
 
 install: $(MODULE)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/hicache $(DESTDIR)$(LUA_SHAREDIR)/hicache

@@ -109,4 +109,5 @@ if [ "${1:-}" = --exec ]; then
   run "${prefix[@]}" "$@"
   exit $?
 fi
-run "${prefix[@]}" "$lua" /usr/bin/busted -o spec/summary.lua "${@:-spec}"
+if [ $# -eq 0 ]; then set -- spec examples/dashboard/spec; fi
+run "${prefix[@]}" "$lua" /usr/bin/busted -o spec/summary.lua "$@"
