@@ -935,13 +935,22 @@ static int push_buf_cb(lua_State *L, void *ud)
     return 1;
 }
 
+/* Pushes the bytes of b as a string and frees b, also when Lua raises. */
+static int push_buf(lua_State *L, hc_buf *b)
+{
+    int st = hc_pcall(L, push_buf_cb, b, 0, 1);
+    hc_buf_free(b);
+    if (st == -1) return luaL_error(L, "stack overflow");
+    if (st != 0) return lua_error(L);
+    return 1;
+}
+
 /* cache:encode(value) -> bytes: the codec alone (tests, tools, transports). */
 static int cache_encode(lua_State *L)
 {
     client *cl = hc_check_client(L);
     char err[HC_CODEC_ERRLEN];
     hc_buf b;
-    int st;
     luaL_checkany(L, 2);
     lua_settop(L, 2);
     hc_buf_init(&b, cl->codec.max_bytes);
@@ -949,11 +958,7 @@ static int cache_encode(lua_State *L)
         hc_buf_free(&b);
         return luaL_argerror(L, 2, err);
     }
-    st = hc_pcall(L, push_buf_cb, &b, 0, 1);
-    hc_buf_free(&b);
-    if (st == -1) return luaL_error(L, "stack overflow");
-    if (st != 0) return lua_error(L);
-    return 1;
+    return push_buf(L, &b);
 }
 
 /* cache:decode(bytes) -> value | nil, "decode error: ..." */
@@ -1088,7 +1093,6 @@ static int cache_encode_env(lua_State *L)
     char err[HC_CODEC_ERRLEN];
     long long soft = (long long)luaL_checkinteger(L, 3), delta = (long long)luaL_checkinteger(L, 4);
     hc_buf b;
-    int st;
     luaL_checkany(L, 2);
     lua_settop(L, 2);
     hc_buf_init(&b, cl->codec.max_bytes);
@@ -1096,11 +1100,7 @@ static int cache_encode_env(lua_State *L)
         hc_buf_free(&b);
         return luaL_argerror(L, 2, err);
     }
-    st = hc_pcall(L, push_buf_cb, &b, 0, 1);
-    hc_buf_free(&b);
-    if (st == -1) return luaL_error(L, "stack overflow");
-    if (st != 0) return lua_error(L);
-    return 1;
+    return push_buf(L, &b);
 }
 
 static const luaL_Reg cache_methods[] = {
