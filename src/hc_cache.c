@@ -1015,8 +1015,8 @@ static int get_meta_cb(lua_State *L, void *ud)
 }
 
 /* Pushes what a value read gives: nil reply -> false; bulk -> true, value
- * [, soft_ms, delta_ms]; error -> nil, msg; array (a script's answer) ->
- * false, table. Frees r on every path. */
+ * [, soft_ms, delta_ms]; error -> nil, msg; array (the tagged-read script's
+ * answer when there is no entry) -> false, table. Frees r on every path. */
 static int push_meta_reply(lua_State *L, client *cl, redisReply *r)
 {
     meta m;
@@ -1071,21 +1071,6 @@ static int cache_get_meta_raw(lua_State *L)
     return get_meta(L, cl, key, kn);
 }
 
-/* cache:_command_meta(name, ...): any command (a script) whose answer is a
- * value (decoded as by _get_meta) or, when it is an array, false, table. */
-static int cache_command_meta(lua_State *L)
-{
-    client *cl = hc_check_client(L);
-    const char *argv[HC_ARGS_STACK];
-    size_t lens[HC_ARGS_STACK];
-    char err[HC_ERRLEN];
-    redisReply *r;
-    hc_cmd cmd;
-    hc_args_from_stack(L, 2, lua_gettop(L), &cmd, argv, lens);
-    if (hc_client_exec(cl, 1, &cmd, &r, err) != 0) return hc_fail(L, err);
-    return push_meta_reply(L, cl, r);
-}
-
 /* cache:_encode_env(value, soft_ms, delta_ms) -> bytes of an envelope */
 static int cache_encode_env(lua_State *L)
 {
@@ -1109,7 +1094,6 @@ static const luaL_Reg cache_methods[] = {
     {"_tagged", cache_tagged},
     {"_get_meta", cache_get_meta},
     {"_get_meta_raw", cache_get_meta_raw},
-    {"_command_meta", cache_command_meta},
     {"_encode_env", cache_encode_env},
     {"get", cache_get},
     {"set", cache_set},

@@ -71,7 +71,6 @@ local function check_tags(tags, level)
   end
   return tags
 end
-_M.check_tags = check_tags
 
 --- cache:invalidate_tag(tag_or_list) -> true | nil, err
 -- Every entry carrying one of the tags becomes a miss: O(1) per tag (a
@@ -182,7 +181,6 @@ function _M.get_or_set(cache, key, fn, opts, default_ttl)
   -- the hit path: one GET (or, with tags, one EVALSHA) and the decode, in C
   local found, value, soft, delta, full, gen
   if tags then
-    gen = gen_key(cache:_key(key))
     found, value, soft, delta = cache:_tagged(key, tags)
     if found == false then full = value[1] end
   else
@@ -190,6 +188,8 @@ function _M.get_or_set(cache, key, fn, opts, default_ttl)
   end
   if found == nil then return nil, value end
   local function target()
+    -- only on the fill paths: a tagged fill also creates the key's generation
+    if tags then gen = gen or gen_key(cache:_key(key)) end
     if full then return full end
     if tags then
       local f, v = cache:_tagged(key, tags, "name")

@@ -10,19 +10,6 @@ local _M = {}
 
 local shas = {} -- script source -> SHA1 (the same on every server)
 
---- sha(cache, src) -> the script's SHA1, loading it once | nil, err
-function _M.sha(cache, src)
-  local sha = shas[src]
-  if sha then return sha end
-  local s, err = cache:command("SCRIPT", "LOAD", src)
-  if not s then return nil, err end
-  shas[src] = s
-  return s
-end
-
---- forget(src): after NOSCRIPT, load the script again next time
-function _M.forget(src) shas[src] = nil end
-
 --- eval(cache, src, nkeys, ...) -> reply | nil, err
 function _M.eval(cache, src, nkeys, ...)
   for _ = 1, 2 do
