@@ -28,6 +28,10 @@
  *    value is a map of more than one key (only map key order, which
  *    follows Lua's table iteration, may legitimately differ); with the
  *    raw serializer E1 is the input itself.
+ *  - envelopes (hc_entry.h), parsed whole and as the 1 KiB prefix a probe
+ *    reads: every pointer stays inside the input; a prefix that parses
+ *    gives the same header as the whole; a whole envelope that parses
+ *    re-wraps (hc_entry_wrap) to exactly the input bytes.
  * A failed check prints why and calls abort(), which libFuzzer reports as
  * a crash and saves as an artifact.
  */
@@ -41,6 +45,7 @@
 
 #include "hc_buf.h"
 #include "hc_codec.h"
+#include "hc_entry.h"
 #include "hc_reply.h"
 #include "compat.h"
 
@@ -212,6 +217,40 @@ static lua_State *state(void)
     return L;
 }
 
+static void in_input(const char *what, const char *q, size_t len, const char *p, size_t n)
+{
+    if (len > 0 && (q < p || q + len > p + n)) fail("entry pointer outside the input", what);
+}
+
+static void entry_checks(const char *p, size_t n)
+{
+    hc_entry whole, pre;
+    size_t need = 0, probe = n < 1024 ? n : 1024;
+    int i, sw = hc_entry_parse(p, n, 1, &whole, NULL);
+    int sp = hc_entry_parse(p, probe, probe == n, &pre, &need);
+    if (sw == HC_ENTRY_SHORT) fail("a whole value parsed as short", "");
+    if (sp == HC_ENTRY_SHORT && need <= probe) fail("short, but needs no more than it has", "");
+    if (sw != HC_ENTRY_OK) return;
+    if (whole.header_end > n || whole.value != p + whole.header_end || whole.value_len != n - whole.header_end)
+        fail("value bytes misplaced", "");
+    for (i = 0; i < whole.tags.n; i++) {
+        in_input("tag", whole.tags.name[i], whole.tags.name_len[i], p, n);
+        in_input("token", whole.tags.tok[i], whole.tags.tok_len[i], p, n);
+    }
+    if (sp == HC_ENTRY_OK && (pre.envelope != whole.envelope || pre.tags.n != whole.tags.n ||
+                              pre.header_end != whole.header_end || pre.soft_ms != whole.soft_ms))
+        fail("the probe's header differs from the whole value's", "");
+    if (whole.envelope) {
+        hc_buf b;
+        hc_buf_init(&b, 0);
+        if (hc_entry_wrap(whole.value, whole.value_len, whole.has_soft, whole.soft_ms, whole.delta_ms, &whole.tags,
+                          &b) != 0)
+            fail("an envelope does not re-wrap", "");
+        if (b.len != n || memcmp(b.data, p, n) != 0) fail("an envelope re-wraps to other bytes", "");
+        hc_buf_free(&b);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -229,6 +268,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sel = data[0];
     p = (const char *)data + 1;
     n = size - 1;
+    entry_checks(p, n);
 
     memset(&c, 0, sizeof c);
     c.ser = (sel & 3) == 1 ? HC_SER_JSON : (sel & 3) == 2 ? HC_SER_RAW : HC_SER_MSGPACK;

@@ -51,6 +51,25 @@ def zstd_header(content_size):
     return b"\x28\xb5\x2f\xfd" + bytes([0xE0]) + struct.pack("<Q", content_size)
 
 
+def envelope(value, soft=None, tags=None, version=2, hlen=None):
+    """An hicache envelope (docs/FORMAT.md) around the value bytes."""
+    header = b""
+    flags = 0
+    if soft is not None:
+        flags |= 1
+        header += struct.pack(">qI", soft[0], soft[1])
+    if tags:
+        flags |= 2
+        header += bytes([len(tags)])
+        for name, token in tags:
+            header += struct.pack(">H", len(name)) + name + bytes([len(token)]) + token
+    h = len(header) if hlen is None else hlen
+    body = bytes([version, flags]) + struct.pack(">I", h) + header + value
+    return b"\xc9" + struct.pack(">I", len(body)) + b"\x48" + body
+
+
+TAGS = [(b"org:7", b"00112233aabbccdd"), (b"user:42", b"0123456789abcdef")]
+
 NESTED = {
     "user": {"id": 7, "name": "Zoë", "tags": ["a", "b", None], "active": True},
     "scores": [1, -1, 2.5, -0.0, 1e300],
@@ -103,6 +122,15 @@ SEEDS = [
     ("evil-json-deep-1000", JSON, b"[" * 1000 + b"]" * 1000),
     ("evil-zstd-huge-size", MSGPACK, zstd_header(2**40) + b"\x01\x00\x00"),
     ("evil-zstd-60mib-lie", JSON, zstd_header(60 << 20) + b"\x01\x00\x00"),
+    # -- hicache envelopes (get_or_set metadata, tags) ----------------------
+    ("env-soft", MSGPACK, envelope(mp({"a": 1}), soft=(1795393427000, 250))),
+    ("env-tags", MSGPACK, envelope(mp(["x", 2]), tags=TAGS)),
+    ("env-soft-tags-int", JSON, envelope(b"42", soft=(1795393427000, 3), tags=TAGS)),
+    ("env-empty-value", MSGPACK, envelope(b"", tags=TAGS[:1])),
+    ("evil-env-version-1", MSGPACK, envelope(mp(1), soft=(1, 1), version=1)),
+    ("evil-env-hlen-lie", MSGPACK, envelope(mp(1), tags=TAGS, hlen=0xFFFFFFF0)),
+    ("evil-env-truncated", MSGPACK, envelope(mp("v"), tags=TAGS)[:20]),
+    ("evil-env-zero-tags", MSGPACK, b"\xc9\x00\x00\x00\x08\x48\x02\x02\x00\x00\x00\x01\x00\x01"),
     # -- out-of-memory injection ---------------------------------------------
     ("oom-msgpack", MSGPACK | oom(1), mp([{"k%d" % i: "v" * i} for i in range(60)])),
 ]
@@ -112,6 +140,7 @@ ZSTD_SEEDS = [
     ("zstd-json", JSON, lambda: zstd(b'{"a":[' + b",".join(b"%d" % i for i in range(200)) + b"]}")),
     ("zstd-no-content-size", MSGPACK, lambda: zstd(mp(list(range(100))), content_size=False)),
     ("zstd-truncated", MSGPACK, lambda: zstd(mp(["abc" * 50] * 10))[:-9]),
+    ("env-tags-zstd-value", MSGPACK, lambda: envelope(zstd(mp([NESTED] * 10)), soft=(1, 2), tags=TAGS)),
 ]
 
 

@@ -27,8 +27,9 @@ bin=$out/decode_fuzz
 mkdir -p "$out/artifacts"
 rm -f "$out"/artifacts/*   # what is left there afterwards is from this run
 
-# The decoder and what it links against (hc_reply.c for hc_pcall).
-srcs="src/hc_codec.c src/hc_msgpack.c src/hc_json.c src/hc_reply.c fuzz/decode_fuzz.c"
+# The decoder and what it links against (hc_reply.c for hc_pcall, hc_entry.c
+# for envelopes and the files that one uses).
+srcs="src/hc_codec.c src/hc_msgpack.c src/hc_json.c src/hc_reply.c src/hc_entry.c src/hc_names.c src/hc_cmd.c fuzz/decode_fuzz.c"
 echo "fuzz: building $bin"
 # shellcheck disable=SC2046,SC2086 # word splitting of the flags is intended
 "$CC" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
@@ -36,7 +37,7 @@ echo "fuzz: building $bin"
     -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L \
     $("$PKG_CONFIG" --cflags lua5.4 hiredis) -Isrc \
     $srcs -o "$bin" \
-    $("$PKG_CONFIG" --libs lua5.4 libzstd jansson msgpack hiredis) -lm
+    $("$PKG_CONFIG" --libs lua5.4 libzstd jansson msgpack hiredis libsodium) -lm
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/hicache-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT

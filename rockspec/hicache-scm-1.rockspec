@@ -30,7 +30,8 @@ build = {
       sources = {
         "src/hc_cmd.c", "src/hc_conn.c", "src/hc_pool.c", "src/hc_args.c", "src/hc_stats.c",
         "src/hc_reply.c", "src/hc_codec.c", "src/hc_msgpack.c", "src/hc_json.c",
-        "src/hc_cache.c", "src/hc_watch.c", "src/hc_keys.c", "src/hc_core.c",
+        "src/hc_names.c", "src/hc_entry.c", "src/hc_scripts.c", "src/hc_cache.c", "src/hc_read.c",
+        "src/hc_write.c", "src/hc_lease.c", "src/hc_keeper.c", "src/hc_keys.c", "src/hc_core.c",
       },
       defines = { "_DEFAULT_SOURCE", "_POSIX_C_SOURCE=200809L" },
       incdirs = { "$(HIREDIS_INCDIR)", "$(ZSTD_INCDIR)", "$(JANSSON_INCDIR)", "$(MSGPACK_INCDIR)", "$(SODIUM_INCDIR)" },
@@ -39,7 +40,6 @@ build = {
     },
     ["hicache"] = "lua/hicache/init.lua",
     ["hicache.config"] = "lua/hicache/config.lua",
-    ["hicache.scripts"] = "lua/hicache/scripts.lua",
     ["hicache.lease"] = "lua/hicache/lease.lua",
     ["hicache.lock"] = "lua/hicache/lock.lua",
     ["hicache.keys"] = "lua/hicache/keys.lua",

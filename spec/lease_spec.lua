@@ -126,6 +126,14 @@ describe("get_or_set", function()
     assert.is_true(posix.now() - t0 < 1, "the next caller did not wait for a lease")
   end)
 
+  it("fn returning a value that cannot be cached: raises, and the lease is released", function()
+    local ok, err = pcall(c.get_or_set, c, "enc", function() return { f = print } end)
+    assert.is_false(ok)
+    assert.matches("cannot cache a function", err)
+    assert.equal(0, admin:command("EXISTS", c:_names("enc").lease))
+    assert.same({ "fine", "miss" }, { c:get_or_set("enc", function() return "fine" end, { wait = 0.5, on_wait_timeout = "error" }) })
+  end)
+
   it("a filler killed with SIGKILL: a waiter computes after the lease TTL", function()
     local pid = posix.fork()
     if pid == 0 then
@@ -226,22 +234,6 @@ describe("get_or_set", function()
     assert.same({ 7, "miss" }, { c:get_or_set("busy", function() return 7 end, { wait = 0.1 }) })
     assert.is_nil(c:get("busy"))    -- computed without the lease: not stored
     admin:command("DEL", "{gos:1:busy}:lease")
-  end)
-
-  it("delete, delete_many, delete_pattern, clear and incr_version revoke leases", function()
-    for _, k in ipairs { "a", "b", "c", "d", "e" } do
-      admin:command("SET", "{gos:1:" .. k .. "}:lease", "t", "PX", 60000)
-    end
-    c:delete("a")
-    c:delete_many({ "b" })
-    c:delete_pattern("c")
-    c:set("e", 1)
-    c:incr_version("e")
-    c:clear()
-    for _, k in ipairs { "a", "b", "c", "d", "e" } do
-      assert.equal(0, admin:command("EXISTS", "{gos:1:" .. k .. "}:lease"), k)
-    end
-    c:with_version(2):clear()
   end)
 
   it("checks its arguments", function()

@@ -7,18 +7,12 @@
 
 #include "compat.h"
 #include "hc_codec.h"
+#include "hc_names.h"
 #include "hc_pool.h"
+#include "hc_scripts.h"
 #include "hc_stats.h"
 
 #define CLIENT_MT "hicache.client"
-
-#define HC_PREFIX_MAX 256
-#define HC_KEY_MAX 1024
-/* prefix ":" version ":" key */
-#define HC_FULLKEY_MAX (HC_PREFIX_MAX + 1 + 20 + 1 + HC_KEY_MAX)
-
-/* The scripts the C side runs (hc_cache.c). */
-enum { HC_SCRIPT_INCR, HC_SCRIPT_TAGGED_GET, HC_SCRIPT_TAGGED_SET, HC_SCRIPTS };
 
 typedef struct client {
     hc_pool *pool;          /* NULL after close()                      */
@@ -26,6 +20,8 @@ typedef struct client {
     char prefix[HC_PREFIX_MAX + 1];
     size_t prefix_len;
     long long version;
+    char ns[HC_PREFIX_MAX + 24]; /* "prefix:version:"                   */
+    size_t ns_len;
     long long ttl_ms;       /* default TTL; 0 = never expires           */
     char sha[HC_SCRIPTS][41]; /* SHA1 of each C-side script once loaded */
     hc_stats *stats;        /* NULL when made with stats = false          */
@@ -50,13 +46,38 @@ int hc_fail(lua_State *L, const char *err);
  * 0 with replies (caller frees), or -1 with err (HC_ERRLEN bytes). */
 int hc_client_exec(client *cl, int n, const hc_cmd *cmds, redisReply **replies, char *err);
 
+/* The same with a command timeout of its own for this borrow (BLPOP). */
+int hc_client_exec_timeout(client *cl, int n, const hc_cmd *cmds, redisReply **replies, char *err,
+                           double timeout);
+
+/* Runs the commands built in b in one round trip. script[i] >= 0 marks
+ * command i as an EVALSHA of that script whose SHA argument references
+ * cl->sha[script[i]]: missing scripts are loaded first, and a command
+ * that finds NOSCRIPT is run again after loading. NULL: no scripts.
+ * Finishes b (see hc_cmdb_finish); the caller still frees it. Never
+ * raises. 0 with b->ncmds replies, or -1 with err. */
+int hc_client_run(client *cl, hc_cmdb *b, const int *script, redisReply **replies, char *err);
+
+/* Starts an EVALSHA of script id in b (the caller adds numkeys, keys,
+ * arguments, then hc_cmdb_end). */
+static inline void hc_client_script(client *cl, hc_cmdb *b, int id)
+{
+    hc_script_begin(b, cl->sha[id]);
+}
+
 /* The cache API methods (hc_cache.c), added to the client's methods. */
 void hc_cache_register(lua_State *L);
 
 /* Key builders and hashing (hc_keys.c): core.key_builder, core.hash. */
 void hc_keys_register(lua_State *L);
 
-/* The lock watchdog (hc_watch.c): adds cache:_watch and its class. */
-void hc_watch_register(lua_State *L);
+/* The keeper (hc_keeper.c): adds cache:_watch and its class. */
+void hc_keeper_register(lua_State *L);
+
+/* Value reads with tag checks (hc_read.c), writes (hc_write.c) and the
+ * get_or_set primitives (hc_lease.c): methods added to the client. */
+void hc_read_register(lua_State *L);
+void hc_write_register(lua_State *L);
+void hc_lease_register(lua_State *L);
 
 #endif

@@ -2,6 +2,8 @@
 #include "hc_cmd.h"
 
 #include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Case-insensitive compare of a binary argument with an upper-case name. */
@@ -63,4 +65,159 @@ unsigned hc_cmd_track(unsigned state, const hc_cmd *cmd)
         }
     }
     return state;
+}
+
+/* ---- hc_cmdb ------------------------------------------------------------ */
+
+void hc_cmdb_init(hc_cmdb *b)
+{
+    b->bytes = b->in_bytes;
+    b->nbytes = 0;
+    b->capbytes = HC_CMDB_BYTES;
+    b->args = b->in_args;
+    b->nargs = 0;
+    b->capargs = HC_CMDB_ARGS;
+    b->ends = b->in_ends;
+    b->ncmds = 0;
+    b->capcmds = HC_CMDB_CMDS;
+    b->argv = NULL;
+    b->lens = NULL;
+    b->cmds = NULL;
+    b->oom = 0;
+}
+
+static void free_if_heap(void *p, const void *inline_storage)
+{
+    if (p != inline_storage) free(p);
+}
+
+void hc_cmdb_free(hc_cmdb *b)
+{
+    free_if_heap(b->bytes, b->in_bytes);
+    free_if_heap(b->args, b->in_args);
+    free_if_heap(b->ends, b->in_ends);
+    if (b->argv) free_if_heap((void *)b->argv, b->in_argv);
+    if (b->lens) free_if_heap(b->lens, b->in_lens);
+    if (b->cmds) free_if_heap(b->cmds, b->in_cmds);
+    hc_cmdb_init(b);
+}
+
+/* Grows *p (cap elements of size sz, in inline storage `in` or on the
+ * heap) to hold need elements. */
+static int grow(void **p, const void *in, int *cap, int need, size_t sz)
+{
+    int c = *cap;
+    void *q;
+    if (need <= *cap) return 0;
+    while (c < need) c *= 2;
+    if (*p == in) {
+        q = malloc((size_t)c * sz);
+        if (q != NULL) memcpy(q, in, (size_t)*cap * sz);
+    } else {
+        q = realloc(*p, (size_t)c * sz);
+    }
+    if (q == NULL) return -1;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+static hc_cmdb_arg *new_arg(hc_cmdb *b)
+{
+    if (b->oom || grow((void **)&b->args, b->in_args, &b->capargs, b->nargs + 1, sizeof *b->args) != 0) {
+        b->oom = 1;
+        return NULL;
+    }
+    return &b->args[b->nargs++];
+}
+
+void hc_cmdb_add(hc_cmdb *b, const char *s, size_t n)
+{
+    hc_cmdb_arg *a;
+    if (n > b->capbytes - b->nbytes) {
+        size_t cap = b->capbytes;
+        char *q;
+        while (cap - b->nbytes < n) {
+            if (cap > ((size_t)-1) / 2) { b->oom = 1; return; }
+            cap *= 2;
+        }
+        if (b->bytes == b->in_bytes) {
+            q = (char *)malloc(cap);
+            if (q != NULL) memcpy(q, b->in_bytes, b->nbytes);
+        } else {
+            q = (char *)realloc(b->bytes, cap);
+        }
+        if (q == NULL) { b->oom = 1; return; }
+        b->bytes = q;
+        b->capbytes = cap;
+    }
+    a = new_arg(b);
+    if (a == NULL) return;
+    if (n) memcpy(b->bytes + b->nbytes, s, n);
+    a->ref = NULL;
+    a->off = b->nbytes;
+    a->len = n;
+    b->nbytes += n;
+}
+
+void hc_cmdb_str(hc_cmdb *b, const char *s)
+{
+    hc_cmdb_add(b, s, strlen(s));
+}
+
+void hc_cmdb_int(hc_cmdb *b, long long v)
+{
+    char num[32];
+    int n = snprintf(num, sizeof num, "%lld", v);
+    hc_cmdb_add(b, num, (size_t)n);
+}
+
+void hc_cmdb_ref(hc_cmdb *b, const char *s, size_t n)
+{
+    hc_cmdb_arg *a = new_arg(b);
+    if (a == NULL) return;
+    a->ref = s ? s : "";
+    a->off = 0;
+    a->len = n;
+}
+
+void hc_cmdb_end(hc_cmdb *b)
+{
+    if (b->oom || grow((void **)&b->ends, b->in_ends, &b->capcmds, b->ncmds + 1, sizeof *b->ends) != 0) {
+        b->oom = 1;
+        return;
+    }
+    b->ends[b->ncmds++] = b->nargs;
+}
+
+int hc_cmdb_finish(hc_cmdb *b)
+{
+    int i, c;
+    if (b->oom) return -1;
+    if (b->argv) free_if_heap((void *)b->argv, b->in_argv);
+    if (b->lens) free_if_heap(b->lens, b->in_lens);
+    if (b->cmds) free_if_heap(b->cmds, b->in_cmds);
+    if (b->nargs <= HC_CMDB_ARGS) {
+        b->argv = b->in_argv;
+        b->lens = b->in_lens;
+    } else {
+        b->argv = (const char **)malloc((size_t)b->nargs * sizeof *b->argv);
+        b->lens = (size_t *)malloc((size_t)b->nargs * sizeof *b->lens);
+    }
+    b->cmds = b->ncmds <= HC_CMDB_CMDS ? b->in_cmds : (hc_cmd *)malloc((size_t)b->ncmds * sizeof *b->cmds);
+    if (b->argv == NULL || b->lens == NULL || b->cmds == NULL) {
+        b->oom = 1;
+        return -1;
+    }
+    for (i = 0; i < b->nargs; i++) {
+        b->argv[i] = b->args[i].ref ? b->args[i].ref : b->bytes + b->args[i].off;
+        b->lens[i] = b->args[i].len;
+    }
+    for (c = 0, i = 0; c < b->ncmds; c++) {
+        b->cmds[c].argc = b->ends[c] - i;
+        b->cmds[c].argv = b->argv + i;
+        b->cmds[c].argvlen = b->lens + i;
+        i = b->ends[c];
+    }
+    return 0;
 }

@@ -30,4 +30,53 @@ typedef struct hc_cmd {
  */
 unsigned hc_cmd_track(unsigned state, const hc_cmd *cmd);
 
+/*
+ * hc_cmdb: builds a pipeline of commands in C-owned memory, for callers
+ * that must not raise (a reply may be held). Arguments are copied (add) or
+ * borrowed (ref: the caller keeps the bytes alive until the commands have
+ * run). Nothing fails before hc_cmdb_finish: an allocation failure is
+ * remembered and reported there. Free with hc_cmdb_free on every path.
+ */
+typedef struct hc_cmdb_arg {
+    const char *ref;   /* borrowed bytes, or NULL: copied at `off` */
+    size_t off, len;
+} hc_cmdb_arg;
+
+/* Small pipelines (one command of a few keys: the common case) live in
+ * the struct itself; larger ones move to the heap. The struct points into
+ * itself: build it in place, never copy it. */
+#define HC_CMDB_BYTES 512
+#define HC_CMDB_ARGS 24
+#define HC_CMDB_CMDS 4
+
+typedef struct hc_cmdb {
+    char *bytes;
+    size_t nbytes, capbytes;
+    hc_cmdb_arg *args;
+    int nargs, capargs;
+    int *ends;          /* ends[i]: one past the last argument of command i */
+    int ncmds, capcmds;
+    const char **argv;  /* built by hc_cmdb_finish */
+    size_t *lens;
+    hc_cmd *cmds;
+    int oom;
+    char in_bytes[HC_CMDB_BYTES];
+    hc_cmdb_arg in_args[HC_CMDB_ARGS];
+    int in_ends[HC_CMDB_CMDS];
+    const char *in_argv[HC_CMDB_ARGS];
+    size_t in_lens[HC_CMDB_ARGS];
+    hc_cmd in_cmds[HC_CMDB_CMDS];
+} hc_cmdb;
+
+void hc_cmdb_init(hc_cmdb *b);
+void hc_cmdb_add(hc_cmdb *b, const char *s, size_t n);
+void hc_cmdb_str(hc_cmdb *b, const char *s);
+void hc_cmdb_int(hc_cmdb *b, long long v);
+void hc_cmdb_ref(hc_cmdb *b, const char *s, size_t n);
+/* Ends the command being built (a command needs at least one argument). */
+void hc_cmdb_end(hc_cmdb *b);
+/* The commands (b->cmds, b->ncmds), or -1 when memory ran out. */
+int hc_cmdb_finish(hc_cmdb *b);
+void hc_cmdb_free(hc_cmdb *b);
+
 #endif

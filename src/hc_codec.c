@@ -1,6 +1,7 @@
 /* hc_codec.c -- format dispatch, integers as text, zstd, error paths. */
 #include "hc_codec.h"
 #include "compat.h"
+#include "hc_entry.h"
 
 #include <ctype.h>
 #include <limits.h>
@@ -176,60 +177,6 @@ oom:
     return -1;
 }
 
-/* Envelope: MessagePack ext32 of type 0x48 ('H'):
- *   c9 <len: u32 BE> 48 <soft expiry ms: i64 BE> <delta ms: u32 BE> <value>
- * where <value> is the value as hc_encode writes it, uncompressed; the
- * whole envelope is then compressed like any value. */
-#define ENV_TYPE 0x48
-#define ENV_HEAD 18
-
-static void put_be(unsigned char *p, unsigned long long v, int n)
-{
-    int i;
-    for (i = n - 1; i >= 0; i--, v >>= 8) p[i] = (unsigned char)(v & 0xff);
-}
-
-static unsigned long long get_be(const unsigned char *p, int n)
-{
-    unsigned long long v = 0;
-    int i;
-    for (i = 0; i < n; i++) v = (v << 8) | p[i];
-    return v;
-}
-
-int hc_encode_envelope(lua_State *L, int idx, const hc_codec *c, long long soft_ms,
-                       long long delta_ms, hc_buf *out, char *err, size_t errlen)
-{
-    hc_codec inner = *c;
-    unsigned char head[ENV_HEAD];
-    hc_buf v;
-    int rc;
-    if (c->ser == HC_SER_RAW) {
-        snprintf(err, errlen, "value: the raw serializer cannot carry get_or_set metadata");
-        return -1;
-    }
-    inner.compress_min = 0;
-    hc_buf_init(&v, c->max_bytes);
-    if (hc_encode(L, idx, &inner, &v, err, errlen) != 0) {
-        hc_buf_free(&v);
-        return -1;
-    }
-    if (delta_ms < 0) delta_ms = 0;
-    if (delta_ms > 0xffffffffLL) delta_ms = 0xffffffffLL;
-    head[0] = 0xc9;
-    put_be(head + 1, (unsigned long long)(v.len + 12), 4);
-    head[5] = ENV_TYPE;
-    put_be(head + 6, (unsigned long long)soft_ms, 8);
-    put_be(head + 14, (unsigned long long)delta_ms, 4);
-    rc = hc_buf_append(out, head, sizeof head) | hc_buf_append(out, v.data ? v.data : "", v.len);
-    hc_buf_free(&v);
-    if (rc != 0) {
-        snprintf(err, errlen, "value: larger than the size limit, or out of memory");
-        return -1;
-    }
-    return compress(c, out, err, errlen);
-}
-
 /* ---- decode ------------------------------------------------------------- */
 
 void hc_decoding_init(hc_decoding *d, const hc_codec *c, const char *data, size_t len)
@@ -293,6 +240,20 @@ int hc_decode_push(lua_State *L, hc_decoding *d)
         lua_pushlstring(L, p, n);
         return 0;
     }
+    if (n >= 6 && (unsigned char)p[0] == 0xc9) { /* maybe an envelope: the value follows its header */
+        hc_entry e;
+        if (hc_entry_parse(p, n, 1, &e, NULL) != HC_ENTRY_OK) {
+            snprintf(d->err, sizeof d->err, "corrupt hicache envelope");
+            return -1;
+        }
+        if (e.envelope) {
+            d->enveloped = e.has_soft;
+            d->soft_ms = e.soft_ms;
+            d->delta_ms = e.delta_ms;
+            p = e.value;
+            n = e.value_len;
+        }
+    }
     r = int_text(p, n, &v);
     if (r == 1) {
         lua_pushinteger(L, (lua_Integer)v);
@@ -329,23 +290,6 @@ int hc_decode_push(lua_State *L, hc_decoding *d)
         }
         p = d->owned;
         n = got;
-    }
-    if (n >= 6 && (unsigned char)p[0] == 0xc9 && (unsigned char)p[5] == ENV_TYPE) {
-        const unsigned char *u = (const unsigned char *)p;
-        if (n < ENV_HEAD || get_be(u + 1, 4) != (unsigned long long)(n - 6)) {
-            snprintf(d->err, sizeof d->err, "corrupt hicache envelope");
-            return -1;
-        }
-        d->enveloped = 1;
-        d->soft_ms = (long long)get_be(u + 6, 8);
-        d->delta_ms = (long long)get_be(u + 14, 4);
-        p += ENV_HEAD;
-        n -= ENV_HEAD;
-        r = int_text(p, n, &v);
-        if (r == 1) {
-            lua_pushinteger(L, (lua_Integer)v);
-            return 0;
-        }
     }
     if (d->c->ser == HC_SER_JSON) return hc_json_decode(L, d, p, n);
     return hc_msgpack_decode(L, d->c, p, n, d->err, sizeof d->err);

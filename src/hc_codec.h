@@ -38,21 +38,15 @@ typedef struct hc_codec {
  * caller, who frees it on every path). 0, or -1 with err. Never raises. */
 int hc_encode(lua_State *L, int idx, const hc_codec *c, hc_buf *out, char *err, size_t errlen);
 
-/* Encodes the value in an envelope that carries get_or_set metadata: the
- * soft expiry (Unix ms) and the compute time (ms). See docs/FORMAT.md.
- * Not available with the raw serializer. Never raises. */
-int hc_encode_envelope(lua_State *L, int idx, const hc_codec *c, long long soft_ms,
-                       long long delta_ms, hc_buf *out, char *err, size_t errlen);
-
 typedef struct hc_decoding {
     const hc_codec *c;
     const char *data;      /* bytes to decode (borrowed)          */
     size_t len;
     char *owned;           /* decompressed copy, freed by _done   */
     void *json;            /* jansson tree, freed by _done        */
-    int enveloped;         /* the value came in an envelope:      */
-    long long soft_ms;     /*   its soft expiry (Unix ms)         */
-    long long delta_ms;    /*   and how long it took to compute   */
+    int enveloped;         /* the value came in an envelope with  */
+    long long soft_ms;     /*   a soft expiry (Unix ms)           */
+    long long delta_ms;    /*   and a compute time (hc_entry.h)   */
     char err[HC_CODEC_ERRLEN];
 } hc_decoding;
 

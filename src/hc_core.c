@@ -109,6 +109,7 @@ static int core_new(lua_State *L)
         memcpy(cache.prefix, prefix, strlen(prefix) + 1);
         cache.prefix_len = strlen(prefix);
         cache.version = (long long)opt_number(L, 1, "version", -1e15, 1e15);
+        cache.ns_len = hc_name_namespace(cache.ns, cache.prefix, cache.prefix_len, cache.version);
         cache.ttl_ms = (long long)(opt_number(L, 1, "ttl_ms", 0, 1e15));
     }
 
@@ -142,22 +143,95 @@ static int exec_on(hc_conn *c, int n, const hc_cmd *cmds, redisReply **replies,
     return hc_conn_exec(c, n, cmds, replies, err, HC_ERRLEN);
 }
 
-/* Borrow, run, settle, return: the whole life of a pooled command. */
-int hc_client_exec(client *cl, int n, const hc_cmd *cmds, redisReply **replies, char *err)
+/* Borrow, run, settle, return: the whole life of a pooled command.
+ * timeout > 0: the command timeout for this borrow (restored after). */
+static int client_exec(client *cl, int n, const hc_cmd *cmds, redisReply **replies, char *err, double timeout)
 {
     hc_pool *p = cl->pool;
     hc_conn *c;
+    int rc;
     if (p == NULL) {
         snprintf(err, HC_ERRLEN, "closed");
         return -1;
     }
     c = hc_pool_checkout(p, err, HC_ERRLEN);
-    int rc;
     if (c == NULL) return -1;
+    if (timeout > 0 && hc_conn_set_timeout(c, timeout) != 0) {
+        c->broken = 1;
+        hc_pool_checkin(p, c);
+        snprintf(err, HC_ERRLEN, "cannot set timeout");
+        return -1;
+    }
     rc = exec_on(c, n, cmds, replies, err);
+    if (timeout > 0 && !c->broken && hc_conn_set_timeout(c, hc_pool_settings(p)->timeout) != 0) c->broken = 1;
     hc_conn_settle(c);
     hc_pool_checkin(p, c);
     return rc;
+}
+
+int hc_client_exec(client *cl, int n, const hc_cmd *cmds, redisReply **replies, char *err)
+{
+    return client_exec(cl, n, cmds, replies, err, 0);
+}
+
+int hc_client_exec_timeout(client *cl, int n, const hc_cmd *cmds, redisReply **replies, char *err,
+                           double timeout)
+{
+    return client_exec(cl, n, cmds, replies, err, timeout);
+}
+
+/* SCRIPT LOAD of script id, unless its SHA is known. */
+static int load_script(client *cl, int id, char *err)
+{
+    const char *argv[3] = {"SCRIPT", "LOAD", hc_script_source(id)};
+    size_t lens[3] = {6, 4, strlen(hc_script_source(id))};
+    redisReply *r;
+    hc_cmd c;
+    if (cl->sha[id][0] != '\0') return 0;
+    c.argc = 3;
+    c.argv = argv;
+    c.argvlen = lens;
+    if (hc_client_exec(cl, 1, &c, &r, err) != 0) return -1;
+    if (r->type != REDIS_REPLY_STRING || r->len != 40) {
+        snprintf(err, HC_ERRLEN, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "script could not be loaded");
+        freeReplyObject(r);
+        return -1;
+    }
+    memcpy(cl->sha[id], r->str, 40);
+    cl->sha[id][40] = '\0';
+    freeReplyObject(r);
+    return 0;
+}
+
+static int is_noscript(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+int hc_client_run(client *cl, hc_cmdb *b, const int *script, redisReply **replies, char *err)
+{
+    int i, n = b->ncmds;
+    if (hc_cmdb_finish(b) != 0) {
+        snprintf(err, HC_ERRLEN, "out of memory");
+        return -1;
+    }
+    for (i = 0; script && i < n; i++)
+        if (script[i] >= 0 && load_script(cl, script[i], err) != 0) return -1;
+    if (hc_client_exec(cl, n, b->cmds, replies, err) != 0) return -1;
+    for (i = 0; script && i < n; i++) {
+        if (script[i] < 0 || !is_noscript(replies[i])) continue;
+        /* flushed, or a restart or failover: load it again and rerun it */
+        freeReplyObject(replies[i]);
+        replies[i] = NULL;
+        cl->sha[script[i]][0] = '\0';
+        if (load_script(cl, script[i], err) != 0 || hc_client_exec(cl, 1, &b->cmds[i], &replies[i], err) != 0) {
+            int j;
+            for (j = 0; j < n; j++)
+                if (replies[j]) freeReplyObject(replies[j]);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* Replies buffer for a pipeline: GC-owned, so a raise cannot leak it. */
@@ -565,7 +639,10 @@ int luaopen_hicache_core(lua_State *L)
     luaL_newlib(L, core_functions);
     new_class(L, CLIENT_MT, client_methods, client_gc, client_tostring);
     hc_cache_register(L);
-    hc_watch_register(L);
+    hc_read_register(L);
+    hc_write_register(L);
+    hc_lease_register(L);
+    hc_keeper_register(L);
     lua_setfield(L, -2, "Client");
     new_class(L, CONN_MT, conn_methods, conn_gc, conn_tostring);
     lua_setfield(L, -2, "Conn");

@@ -1,8 +1,9 @@
 --- hicache: Redis caching for Lua.
 -- require "hicache" -> this module. The C core (hicache.core) does the
--- work, including every cache operation on the hot path; this layer
--- validates options and adds the few methods that are not hot (SCAN-based
--- key iteration and namespace deletion) to the client class of the core.
+-- work, including every read and write of the cache API; this layer
+-- validates options and adds the methods that are not hot (get_or_set's
+-- orchestration, SCAN-based key iteration and namespace deletion, locks,
+-- memoize, write-path invalidation) to the client class of the core.
 
 local core = require "hicache.core"
 local config = require "hicache.config"
@@ -11,7 +12,7 @@ local lock = require "hicache.lock"
 local memoize = require "hicache.memoize"
 local invalidate = require "hicache.invalidate"
 
-local type, error, setmetatable, pairs = type, error, setmetatable, pairs
+local type, error, setmetatable, pairs, ipairs = type, error, setmetatable, pairs, ipairs
 
 local _M = {
   _VERSION = core._VERSION,
@@ -51,40 +52,6 @@ local function observed(self)
   return s.stats or s.on_event
 end
 
-
---- cache:delete(key) -> true (it existed) | false | nil, err
--- Also revokes the key's get_or_set lease and wakes its waiters.
-function Cache:delete(key)
-  if not observed(self) then return lease.delete(self, key) end
-  local t0 = now()
-  local ok, err = lease.delete(self, key)
-  self:_record("delete", ok == nil and EV.error or EV.delete, self:_key(key), t0, err)
-  return ok, err
-end
-
---- cache:delete_many(keys) -> number deleted | nil, err (revokes leases too)
-function Cache:delete_many(keys) return lease.delete_many(self, keys) end
-
---- cache:invalidate(key_or_list) -> true | nil, err
--- Deletes the entries and revokes their leases: a get_or_set fill that
--- started before this call is never stored after it.
-function Cache:invalidate(key_or_list)
-  if not observed(self) then return lease.invalidate(self, key_or_list) end
-  local t0 = now()
-  local ok, err = lease.invalidate(self, key_or_list)
-  local one = type(key_or_list) ~= "table" and self:_key(key_or_list) or nil
-  self:_record("invalidate", ok == nil and EV.error or EV.invalidate, one, t0, err)
-  return ok, err
-end
-
---- cache:invalidate_tag(tag_or_list) -> true | nil, err (O(1) per tag)
-function Cache:invalidate_tag(tags)
-  if not observed(self) then return lease.invalidate_tag(self, tags) end
-  local t0 = now()
-  local ok, err = lease.invalidate_tag(self, tags)
-  self:_record("invalidate", ok == nil and EV.error or EV.invalidate, nil, t0, err)
-  return ok, err
-end
 
 --- cache:memoize(fn, opts) -> memoized callable
 function Cache:memoize(fn, opts) return memoize.new(self, fn, opts) end
@@ -146,9 +113,9 @@ end
 
 --- cache:lock(name, opts) -> lock | nil, "timeout" | nil, err
 function Cache:lock(name, opts)
-  if not observed(self) then return lock.acquire(self, settings_of[self].prefix, name, opts) end
+  if not observed(self) then return lock.acquire(self, name, opts) end
   local t0 = now()
-  local l, err = lock.acquire(self, settings_of[self].prefix, name, opts)
+  local l, err = lock.acquire(self, name, opts)
   local ev = l and ((l.commands or 1) > 1 and EV.lock_wait or 0) or (err == "timeout" and EV.lock_wait or EV.error)
   self:_record("lock", ev, nil, t0, l == nil and err ~= "timeout" and err or nil)
   return l, err
@@ -156,16 +123,7 @@ end
 
 --- cache:with_lock(name, opts, fn, ...) -> fn's results | nil, err
 function Cache:with_lock(name, opts, fn, ...)
-  return lock.with_lock(self, settings_of[self].prefix, name, opts, fn, ...)
-end
-
-local c_incr_version = Cache.incr_version
---- cache:incr_version(key, delta) -> new version | nil, err
--- Moves the entry to the new version and revokes the old key's lease.
-function Cache:incr_version(key, delta)
-  local v, err = c_incr_version(self, key, delta)
-  if v then lease.invalidate_full(self, { self:_key(key) }) end
-  return v, err
+  return lock.with_lock(self, name, opts, fn, ...)
 end
 
 --- cache:with_version(v) -> a cache on the same pool, at key version v
@@ -179,47 +137,56 @@ function Cache:with_version(v)
   return c
 end
 
--- Glob-escapes a literal so it matches only itself in SCAN MATCH.
-local function glob_escape(s)
-  return (s:gsub("[%*%?%[%]\\]", "\\%0"))
-end
-
 local SCAN_COUNT, BATCH = 1000, 500
 
 --- cache:keys(pattern) -> iterator over this cache's keys matching the
--- glob pattern (default "*"), without the prefix:version: part. Uses SCAN.
--- The iterator raises nothing: on an error it stops and the error is
--- returned by a final call as nil, err.
+-- glob pattern (default "*"), without the prefix:version: part: the keys a
+-- get would hit (a tagged entry whose tags moved on is left out). Uses
+-- SCAN. The iterator raises nothing: on an error it stops and the error
+-- is returned by a final call as nil, err.
 function Cache:keys(pattern)
   pattern = pattern or "*"
   if type(pattern) ~= "string" then error("pattern must be a string", 2) end
-  local ns = self:_namespace()
-  local match = glob_escape(ns) .. pattern
+  local match = self:_scan_pattern(pattern)
+  local cut = #self:_namespace() + 1
   local cursor, batch, i, done = "0", {}, 0, false
-  local cut = #ns + 1
   return function()
     while true do
       i = i + 1
       if batch[i] then return batch[i]:sub(cut) end
       if done then return nil end
       local r, err = self:command("SCAN", cursor, "MATCH", match, "COUNT", SCAN_COUNT)
-      if not r then done = true; return nil, err end
-      cursor, batch, i = r[1], r[2], 0
+      local visible
+      if r then visible, err = self:_visible(r[2]) end
+      if not visible then
+        done, batch, i = true, {}, 0
+        return nil, err
+      end
+      cursor, batch, i = r[1], visible, 0
       done = cursor == "0"
     end
   end
 end
 
-local function delete_matching(self, match)
+-- Deletes the keys of this namespace matching the glob pattern: first the
+-- namespace epoch moves on, which revokes every get_or_set lease of the
+-- namespace at once (a fill in flight is never stored) and wakes their
+-- waiters; then SCAN, and del items of the WRITE script in batches (each
+-- also revokes the key's lease). Returns how many entries a read would
+-- have seen.
+local function delete_matching(self, pattern)
+  local ok, err = self:_bump_epoch()
+  if not ok then return nil, err end
+  local match = self:_scan_pattern(pattern)
   local cursor, deleted = "0", 0
   repeat
-    local r, err = self:command("SCAN", cursor, "MATCH", match, "COUNT", SCAN_COUNT)
-    if not r then return nil, err end
+    local r, serr = self:command("SCAN", cursor, "MATCH", match, "COUNT", SCAN_COUNT)
+    if not r then return nil, serr end
     cursor = r[1]
     local keys = r[2]
     for from = 1, #keys, BATCH do
-      local n, uerr = self:command("UNLINK", table.unpack(keys, from, math.min(from + BATCH - 1, #keys)))
-      if not n then return nil, uerr end
+      local n, derr = self:_invalidate_full(table.move(keys, from, math.min(from + BATCH - 1, #keys), 1, {}))
+      if not n then return nil, derr end
       deleted = deleted + n
     end
   until cursor == "0"
@@ -227,34 +194,17 @@ local function delete_matching(self, match)
 end
 
 --- cache:delete_pattern(pattern) -> number deleted | nil, err
--- SCAN with a large COUNT and UNLINK in batches: never KEYS. The pattern
--- applies inside this cache's namespace only.
--- Revokes the leases of the keys matching pattern in this namespace, and
--- deletes their tagged entries ({key}@generations) and their leases.
-local function revoke_leases(self, pattern)
-  local head = "\\{" .. glob_escape(self:_namespace()) .. pattern .. "\\}"
-  local _, err = delete_matching(self, head .. ":lease")
-  if err then return nil, err end
-  return delete_matching(self, head .. "@*")
-end
-
+-- SCAN with a large COUNT, never KEYS. The pattern applies inside this
+-- cache's namespace only.
 function Cache:delete_pattern(pattern)
   if type(pattern) ~= "string" then error("pattern must be a string", 2) end
-  local n, err = delete_matching(self, glob_escape(self:_namespace()) .. pattern)
-  if not n then return nil, err end
-  local _, lerr = revoke_leases(self, pattern)
-  if lerr then return nil, lerr end
-  return n
+  return delete_matching(self, pattern)
 end
 
 --- cache:clear() -> number deleted | nil, err
 -- Deletes this cache's prefix:version: namespace only, never FLUSHDB.
 function Cache:clear()
-  local n, err = delete_matching(self, glob_escape(self:_namespace()) .. "*")
-  if not n then return nil, err end
-  local _, lerr = revoke_leases(self, "*")
-  if lerr then return nil, lerr end
-  return n
+  return delete_matching(self, "*")
 end
 
 return _M

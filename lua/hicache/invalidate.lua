@@ -2,7 +2,6 @@
 --   cache:on_write(fn, {keys = function(...) end, tags = function(...) end})
 --   local batch = cache:batch(); batch:invalidate(k); ...; batch:commit()
 
-local lease = require "hicache.lease"
 local core = require "hicache.core"
 
 local type, error, pcall, setmetatable = type, error, pcall, setmetatable
@@ -67,12 +66,13 @@ function Batch:invalidate_tag(tag_or_list)
   return self
 end
 
---- batch:commit() -> true | nil, err: every invalidation in one round trip.
+--- batch:commit() -> number of entries deleted | nil, err: every
+-- invalidation in one round trip (the WRITE script's del and tag items).
 function Batch:commit()
   if self.done then error("batch already committed or rolled back", 2) end
   self.done = true
   local t0 = core.now()
-  local n, err = lease.invalidate_many(self.cache, self.keys, self.tags)
+  local n, err = self.cache:_invalidate_full(self.keys, self.tags)
   local ev = n == nil and core.EV.error or core.EV.invalidate
   for _, full in ipairs(self.keys) do self.cache:_record("invalidate", ev, full, t0, err) end
   if #self.tags > 0 then self.cache:_record("invalidate", ev, nil, t0, err) end

@@ -1,68 +1,24 @@
---- hicache.lease: get_or_set with leases, and the invalidations that
--- revoke them (delete, delete_many, invalidate).
+--- hicache.lease: get_or_set with leases (docs/DESIGN.md, "No stale value").
 --
--- On a miss, one caller across all processes takes the lease of the key
--- ({prefix:version:key}:lease, a random token, lease_ttl) and computes; the
--- others wait for a wake-up (BLPOP on {..}:wake, bounded by the lease's
--- remaining TTL and opts.wait) and read its value. The filler stores only
--- if its lease is still valid (one script), and every invalidation deletes
--- the lease: a fill that started before an invalidation is never stored
--- after it (the memcache "lease", Facebook NSDI 2013).
+-- On a miss, one caller across all processes takes the key's lease (a
+-- random token under the namespace's current epoch, lease_ttl) and
+-- computes; the others wait for a wake-up (BLPOP, bounded by the lease's
+-- remaining TTL and opts.wait) and read its value. While fn runs, the
+-- keeper thread extends the lease, so a slow fn is still computed once.
+-- The filler stores only while its lease and the epoch still hold (one
+-- script). Every write and invalidation revokes the lease of its key, and
+-- clear() / delete_pattern() move the epoch on: a fill that started
+-- before any of them returned is never stored after it. Each step is one
+-- C call (src/hc_lease.c, src/hc_read.c).
 
 local core = require "hicache.core"
-local scripts = require "hicache.scripts"
 
-local eval, lease_key, wake_key, gen_key = scripts.eval, scripts.lease_key, scripts.wake_key, scripts.gen_key
 local token, time_ms, now = core.token, core.time_ms, core.now
-local type, error, pcall, tostring = type, error, pcall, tostring
-local math_min, math_log, math_random, math_ceil = math.min, math.log, math.random, math.ceil
+local type, error, pcall, tostring, pairs = type, error, pcall, tostring, pairs
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+local math_min, math_max, math_log, math_random, math_ceil = math.min, math.max, math.log, math.random, math.ceil
 
 local _M = {}
-
-local WAKE_TTL = scripts.WAKE_TTL_MS
-
---- Deletes keys (a list of full keys), revokes their leases and moves on
--- their generations and those of tags (a list of tag names), in one round
--- trip.
-local function invalidate_many(cache, fulls, tags)
-  local keys, n = {}, #fulls
-  for i, k in ipairs(fulls) do
-    keys[4 * i - 3], keys[4 * i - 2], keys[4 * i - 1], keys[4 * i] = k, lease_key(k), wake_key(k), gen_key(k)
-  end
-  for _, t in ipairs(tags or {}) do keys[#keys + 1] = cache:_tag_key(t) end
-  if #keys == 0 then return 0 end
-  local nkeys = #keys
-  keys[nkeys + 1], keys[nkeys + 2] = WAKE_TTL, n
-  return eval(cache, scripts.INVALIDATE, nkeys, table.unpack(keys))
-end
-_M.invalidate_many = invalidate_many
-
-local function invalidate_full(cache, fulls) return invalidate_many(cache, fulls, nil) end
-_M.invalidate_full = invalidate_full
-
-function _M.delete(cache, key)
-  local n, err = invalidate_full(cache, { cache:_key(key) })
-  if not n then return nil, err end
-  return n > 0
-end
-
-function _M.delete_many(cache, keys)
-  if type(keys) ~= "table" then
-    error("bad argument #1 to 'delete_many' (table expected, got " .. type(keys) .. ")", 3)
-  end
-  local fulls = {}
-  for i = 1, #keys do fulls[i] = cache:_key(keys[i]) end
-  return invalidate_full(cache, fulls)
-end
-
-function _M.invalidate(cache, key_or_list)
-  local list = type(key_or_list) == "table" and key_or_list or { key_or_list }
-  local fulls = {}
-  for i = 1, #list do fulls[i] = cache:_key(list[i]) end
-  local n, err = invalidate_full(cache, fulls)
-  if not n then return nil, err end
-  return true
-end
 
 local function check_tags(tags, level)
   if type(tags) ~= "table" then error("tags must be a list of strings", level) end
@@ -71,16 +27,7 @@ local function check_tags(tags, level)
   end
   return tags
 end
-
---- cache:invalidate_tag(tag_or_list) -> true | nil, err
--- Every entry carrying one of the tags becomes a miss: O(1) per tag (a
--- generation counter), whatever the number of entries.
-function _M.invalidate_tag(cache, tag_or_list)
-  local tags = check_tags(type(tag_or_list) == "table" and tag_or_list or { tag_or_list }, 4)
-  local n, err = invalidate_many(cache, {}, tags)
-  if not n then return nil, err end
-  return true
-end
+_M.check_tags = check_tags
 
 -- ---- get_or_set ---------------------------------------------------------
 
@@ -118,51 +65,69 @@ local function check_opts(opts)
     if o[k] == nil and k ~= "ttl" and k ~= "tags" then error(("unknown option '%s'"):format(tostring(k)), 3) end
   end
   o.envelope = o.stale > 0 or o.stale_if_error > 0 or o.early > 0
+  o.lease_ms = math_ceil(o.lease_ttl * 1000)
   return o
 end
 
--- Runs fn and stores its value under our lease. Returns value, status[, err].
-local function fill(cache, full, tok, fn, o, stale_value, has_stale, default_ttl, gen)
-  local lease, wake = lease_key(full), wake_key(full)
+-- How long an entry of ttl seconds is kept (its stale windows included), in ms.
+local function hard_ms(o, ttl)
+  if ttl <= 0 then return 0 end
+  local hard = ttl
+  if o.envelope then hard = ttl + math_max(o.stale, o.stale_if_error) end
+  return math_ceil(hard * 1000)
+end
+
+-- The lease: 2, epoch, tokens (ours) | 1, epoch | 3, pttl, epoch | nil, err.
+-- With tags, their tokens are read (created) now, before fn reads anything.
+local function take(cache, key, tok, o, ignore, default_ttl)
+  local tag_ms
+  if o.tags then
+    local px = hard_ms(o, o.ttl or default_ttl)
+    tag_ms = px > 0 and px + o.lease_ms or 0
+  end
+  return cache:_lease(key, tok, o.lease_ms, ignore, o.tags, tag_ms)
+end
+
+-- Runs fn under our lease and stores its value. Returns value, status[, err].
+local function fill(cache, key, tok, epoch, fn, o, stale_value, has_stale, default_ttl, tokens)
+  local keep = o.lease_ms >= 30 and cache:_keep(key, tok, epoch, o.lease_ms) or nil
   local t0 = now()
-  local res = table.pack(pcall(fn))
+  local res = pack(pcall(fn))
+  if keep then keep:stop() end
   local delta_ms = math_ceil((now() - t0) * 1000)
   if not res[1] then
-    eval(cache, scripts.RELEASE, 2, lease, wake, tok, WAKE_TTL) -- waiters retry at once
+    cache:_release(key, tok, epoch) -- a waiter retries at once
     if has_stale and o.stale_if_error > 0 then return stale_value, "stale_error", res[2] end
     error(res[2], 0)
   end
   local value, ttl = res[2], res[3]
   if ttl ~= nil and (type(ttl) ~= "number" or ttl ~= ttl or ttl < 0) then
-    eval(cache, scripts.RELEASE, 2, lease, wake, tok, WAKE_TTL)
+    cache:_release(key, tok, epoch)
     error("get_or_set: fn returned an invalid ttl (a non-negative number expected)", 0)
   end
   ttl = ttl or o.ttl or default_ttl
   if value == nil then
     if o.neg_ttl <= 0 then
-      eval(cache, scripts.RELEASE, 2, lease, wake, tok, WAKE_TTL)
+      cache:_release(key, tok, epoch)
       return nil, "miss"
     end
     ttl = o.neg_ttl
   end
-  local bytes, hard
-  if o.envelope and ttl > 0 then
-    bytes = cache:_encode_env(value, time_ms() + math_ceil(ttl * 1000), delta_ms)
-    hard = ttl + math.max(o.stale, o.stale_if_error)
+  local soft = (o.envelope and ttl > 0) and time_ms() + math_ceil(ttl * 1000) or nil
+  local ok, bytes
+  if soft or o.tags then
+    ok, bytes = pcall(cache._entry, cache, value, soft, delta_ms, o.tags, tokens)
   else
-    bytes = cache:encode(value)
-    hard = ttl
+    ok, bytes = pcall(cache.encode, cache, value)
   end
-  local px = hard > 0 and math_ceil(hard * 1000) or 0
-  -- stored = 0 means our lease was revoked by an invalidation: not stored,
-  -- but this caller still gets the value it computed.
-  local stored, err
-  if gen then
-    stored, err = eval(cache, scripts.FILL, 4, full, lease, wake, gen, tok, bytes, px, WAKE_TTL)
-  else
-    stored, err = eval(cache, scripts.FILL, 3, full, lease, wake, tok, bytes, px, WAKE_TTL)
+  if not ok then
+    cache:_release(key, tok, epoch) -- nothing to store: let the waiters compute
+    error(bytes, 0)
   end
-  if not stored then return value, "miss", err end
+  -- false: our lease was revoked by a write (or the epoch moved on): not
+  -- stored, but this caller still gets the value it computed
+  local stored, err = cache:_fill(key, tok, epoch, bytes, hard_ms(o, ttl), o.tags)
+  if stored == nil then return value, "miss", err end
   return value, "miss"
 end
 
@@ -177,71 +142,40 @@ function _M.get_or_set(cache, key, fn, opts, default_ttl)
     error("bad argument #2 to 'get_or_set' (function expected, got " .. type(fn) .. ")", 3)
   end
   local o = check_opts(opts)
-  local tags = o.tags
-  -- the hit path: one GET (or, with tags, one EVALSHA) and the decode, in C
-  local found, value, soft, delta, full, gen
-  if tags then
-    found, value, soft, delta = cache:_tagged(key, tags)
-    if found == false then full = value[1] end
-  else
-    found, value, soft, delta = cache:_get_meta(key)
-  end
+  -- the hit path: one C call (GET, with tags GET + MGET of the tags)
+  local found, value, soft, delta = cache:_read(key, o.tags)
   if found == nil then return nil, value end
-  local function target()
-    -- only on the fill paths: a tagged fill also creates the key's generation
-    if tags then gen = gen or gen_key(cache:_key(key)) end
-    if full then return full end
-    if tags then
-      local f, v = cache:_tagged(key, tags, "name")
-      if f == nil then return nil, v end
-      full = v[1]
-    else
-      full = cache:_key(key)
-    end
-    return full
-  end
-  local has_stale = false
+  local tok = token()
+  local has_stale, ignore = false, found == false and value
   if found then
     if not soft then return value, "hit" end
     local t = time_ms()
     if t < soft then
       if o.early > 0 and xfetch(soft, delta, o.early) then
-        local tok, name = token(), target()
-        if name and cache:command("SET", lease_key(name), tok, "NX", "PX", math_ceil(o.lease_ttl * 1000)) == "OK" then
-          return fill(cache, name, tok, fn, o, value, true, default_ttl, gen)
-        end
+        local r, epoch, tokens = take(cache, key, tok, o, true, default_ttl)
+        if r == 2 then return fill(cache, key, tok, epoch, fn, o, value, true, default_ttl, tokens) end
       end
       return value, "hit"
     end
     -- past the soft expiry: a stale value
-    has_stale = true
+    has_stale, ignore = true, true
     if o.stale > 0 and t < soft + o.stale * 1000 then
-      local tok = token()
-      local name, terr = target()
-      if not name then return nil, terr end
-      local ok, err = cache:command("SET", lease_key(name), tok, "NX", "PX", math_ceil(o.lease_ttl * 1000))
-      if ok == "OK" then return fill(cache, name, tok, fn, o, value, true, default_ttl, gen) end
-      if ok == nil and err then return nil, err end
+      local r, epoch, tokens = take(cache, key, tok, o, true, default_ttl)
+      if r == nil then return nil, epoch end
+      if r == 2 then return fill(cache, key, tok, epoch, fn, o, value, true, default_ttl, tokens) end
       return value, "stale"
     end
   end
   -- a miss (or a stale value past its stale window): the lease loop
-  local name, terr = target()
-  if not name then return nil, terr end
   local stale_value = has_stale and value or nil
-  local tok = token()
-  local lease_ms = math_ceil(o.lease_ttl * 1000)
   local deadline = now() + o.wait
   local waited = false
-  local lease, wake = lease_key(name), wake_key(name)
   while true do
-    -- has_stale: the key exists but is not fresh, so existence is no hit
-    local r, err = eval(cache, scripts.LEASE, 2, name, lease, tok, lease_ms, has_stale and "1" or "0")
-    if not r then return nil, err end
-    if r[1] == 2 then
-      return fill(cache, name, tok, fn, o, stale_value, has_stale, default_ttl, gen)
-    end
-    if r[1] == 3 then
+    -- ignore: the key holds something we cannot use, so its existence is no hit
+    local r, a, b = take(cache, key, tok, o, ignore, default_ttl)
+    if r == nil then return nil, a end
+    if r == 2 then return fill(cache, key, tok, a, fn, o, stale_value, has_stale, default_ttl, b) end
+    if r == 3 then -- someone else's lease: a = its PTTL, b = the epoch
       local left = deadline - now()
       if left <= 0 then
         if o.on_wait_timeout == "error" then return nil, "timeout" end
@@ -251,17 +185,21 @@ function _M.get_or_set(cache, key, fn, opts, default_ttl)
         end
         return (fn()), "miss" -- "compute": without the lease, not stored
       end
-      local woke, werr = scripts.wait(cache, wake, math_min(left, (r[2] > 0 and r[2] or 1) / 1000 + 0.01))
+      local woke, werr = cache:_wait(key, b, math_min(left, (a > 0 and a or 1) / 1000 + 0.01))
       if woke == nil then return nil, werr end
       waited = true
     end
-    found, value, soft = cache:_get_meta_raw(name)
+    found, value, soft = cache:_read(key, o.tags)
     if found == nil then return nil, value end
     if found and (not soft or time_ms() < soft) then
-      if waited then scripts.wake(cache, wake) end -- pass the wake-up on
+      if waited then cache:_wake(key) end -- pass the wake-up on
       return value, waited and "waited" or "hit"
     end
-    if found then has_stale, stale_value = true, value end
+    if found then
+      has_stale, stale_value, ignore = true, value, true
+    else
+      ignore = value -- something invisible is there: take the lease anyway
+    end
   end
 end
 

@@ -2,17 +2,19 @@
 -- TTLs, fencing tokens, safe release, wake-up on release, and an optional
 -- watchdog (in C) that renews the lock while its holder lives.
 --
--- Keys (all with the hash tag {name}, so one Cluster slot):
+-- Keys (named in C, src/hc_names.c; all with the hash tag {name}, so one
+-- Cluster slot):
 --   prefix:lock:{name}        the lock: the owner's token, PX ttl
---   prefix:lock:{name}:fence  the fencing counter (INCR on every grant)
+--   prefix:lock:{name}:fence  the last fence (expires a day after the last
+--                             grant: fences are max(last + 1, the server's
+--                             time in µs), so they never go back with it)
 --   prefix:lock:{name}:wake   wake-up tokens for waiters (BLPOP)
 -- They live outside the prefix:version: data namespace, so clear() and
 -- delete_pattern() never touch a held lock.
 
 local core = require "hicache.core"
-local scripts = require "hicache.scripts"
 
-local eval = scripts.eval
+local null = core.null
 local now, token = core.now, core.token
 local type, error, setmetatable, pcall = type, error, setmetatable, pcall
 local math_min, math_ceil, math_random = math.min, math.ceil, math.random
@@ -26,6 +28,24 @@ Lock.__index = Lock
 -- margin for clock drift between this host and Redis (1% + 2 ms).
 local function drift_ms(ttl_ms) return ttl_ms // 100 + 2 end
 
+local WAKE_TTL_MS = 10000     -- an unconsumed wake-up token lives this long
+local FENCE_TTL_MS = 86400000 -- the fence key lives a day after the last grant
+
+-- Waits for a wake-up token on `wake` for at most `seconds`, on a pinned
+-- connection whose timeout covers the wait. true (woken), false (timed
+-- out) or nil, err.
+local function block(cache, wake, seconds)
+  if seconds <= 0 then return false end
+  local conn, err = cache:reserve()
+  if not conn then return nil, err end
+  conn:set_timeout(seconds + 1)
+  local r
+  r, err = conn:command("BLPOP", wake, ("%.3f"):format(math.max(seconds, 0.001)))
+  conn:release()
+  if r == nil then return nil, err end
+  return r ~= null
+end
+
 local function check_ttl(ttl, level)
   if type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl == math.huge then
     error("ttl must be a positive number of seconds (locks never live forever)", level)
@@ -34,7 +54,7 @@ local function check_ttl(ttl, level)
 end
 
 --- cache:lock(name, opts) -> lock | nil, "timeout" | nil, err
-function _M.acquire(cache, prefix, name, opts)
+function _M.acquire(cache, name, opts)
   if type(name) ~= "string" or name == "" then error("lock name must be a non-empty string", 3) end
   opts = opts or {}
   if type(opts) ~= "table" then error("opts must be a table", 3) end
@@ -46,14 +66,14 @@ function _M.acquire(cache, prefix, name, opts)
   if type(wait) ~= "number" or wait ~= wait or wait < 0 or wait == math.huge then
     error("wait must be a non-negative number of seconds", 3)
   end
-  local key = prefix .. ":lock:{" .. name .. "}"
-  local fence_key, wake = key .. ":fence", key .. ":wake"
+  if #name > 1024 then error("lock name must be at most 1024 bytes", 3) end
+  local key, fence_key, wake = cache:_lock_names(name)
   local tok = token()
   local deadline = now() + wait
   local commands, backoff = 0, 0.002
   while true do
     local t0 = now()
-    local r, err = eval(cache, scripts.ACQUIRE, 2, key, fence_key, tok, ttl_ms)
+    local r, err = cache:_eval("acquire", 2, key, fence_key, tok, ttl_ms, math.max(FENCE_TTL_MS, 2 * ttl_ms))
     commands = commands + 1
     if not r then return nil, err end
     if r[1] == 1 then
@@ -76,7 +96,7 @@ function _M.acquire(cache, prefix, name, opts)
     -- wait for a release (BLPOP), bounded by the lock's TTL and our wait;
     -- if the wake-up path fails, fall back to jittered exponential backoff
     local pttl = r[2] > 0 and r[2] / 1000 or 0.001
-    local woke = scripts.wait(cache, wake, math_min(left, pttl + 0.001))
+    local woke = block(cache, wake, math_min(left, pttl + 0.001))
     commands = commands + 1
     if woke == nil then
       core.sleep(math_min(left, backoff * (0.5 + math_random())))
@@ -89,7 +109,7 @@ end
 function Lock:release()
   if self.released then return true end
   if self.watch then self.watch:stop() end
-  local r, err = eval(self.cache, scripts.RELEASE, 2, self.key, self.wake, self.token, scripts.WAKE_TTL_MS)
+  local r, err = self.cache:_eval("release", 2, self.key, self.wake, self.token, WAKE_TTL_MS)
   if r == nil then return nil, err end
   self.released = true
   if r == 1 then return true end
@@ -102,7 +122,7 @@ function Lock:extend(ttl, opts)
   local ms = check_ttl(ttl, 3)
   local replace = opts and opts.replace
   local t0 = now()
-  local r, err = eval(self.cache, scripts.EXTEND, 1, self.key, self.token, ms, replace and "1" or "0")
+  local r, err = self.cache:_eval("extend", 1, self.key, self.token, ms, replace and "1" or "0")
   if r == nil then return nil, err end
   if r ~= 1 then return nil, "not owned" end
   if replace then
@@ -144,9 +164,9 @@ end
 
 --- cache:with_lock(name, opts, fn, ...) -> fn's results | nil, "timeout" | nil, err
 -- Releases on return and on error (then re-raises the error).
-function _M.with_lock(cache, prefix, name, opts, fn, ...)
+function _M.with_lock(cache, name, opts, fn, ...)
   if type(fn) ~= "function" then error("bad argument #3 to 'with_lock' (function expected)", 3) end
-  local lock, err = _M.acquire(cache, prefix, name, opts)
+  local lock, err = _M.acquire(cache, name, opts)
   if not lock then return nil, err end
   local res = table.pack(pcall(fn, ...))
   lock:release()

@@ -1,0 +1,331 @@
+/*
+ * hc_lease.c -- the primitives get_or_set (lua/hicache/lease.lua) and
+ * locks (lock.lua) are built of, each one round trip:
+ *
+ *   _lease     hit, or take the key's lease (value "<epoch>:<token>"), or
+ *              learn the PTTL of someone else's; with tags, also read
+ *              (create) the tags' tokens before fn runs
+ *   _keep      the keeper extends our lease while fn runs
+ *   _fill      store fn's value while our lease and the epoch hold
+ *   _release   give the lease back (fn failed or returned nothing)
+ *   _wait      block until the key's filler wakes us, or clear() /
+ *              delete_pattern() moved the epoch on (which wakes everyone)
+ *   _wake      pass a wake-up on to the next waiter
+ *   _eval      the lock scripts (their key names: _lock_names, hc_cache.c)
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "hc_args.h"
+#include "hc_ops.h"
+#include "hc_reply.h"
+
+#define SMALL 64 /* tokens and epochs are 16 to 32 characters */
+
+static const char *small_arg(lua_State *L, int idx, size_t *n)
+{
+    const char *s = luaL_checklstring(L, idx, n);
+    if (*n < 1 || *n > SMALL) luaL_argerror(L, idx, "token expected");
+    return s;
+}
+
+static size_t lease_value(char *buf, const char *epoch, size_t en, const char *tok, size_t tn)
+{
+    memcpy(buf, epoch, en);
+    buf[en] = ':';
+    memcpy(buf + en + 1, tok, tn);
+    return en + 1 + tn;
+}
+
+static size_t lease_name(const client *cl, const char *v, size_t vn, char *buf)
+{
+    return hc_name_companion(buf, cl->prefix, cl->prefix_len, v, vn, "lease", 5);
+}
+
+static size_t wake_name(const client *cl, const char *v, size_t vn, char *buf)
+{
+    return hc_name_companion(buf, cl->prefix, cl->prefix_len, v, vn, "wake", 4);
+}
+
+static int ms_arg(lua_State *L, int idx, long long min)
+{
+    if (!hc_isinteger(L, idx) || lua_tointeger(L, idx) < min) luaL_argerror(L, idx, "milliseconds expected");
+    return 0;
+}
+
+/* cache:_lease(key, token, lease_ms, ignore, tags, tag_ms)
+ * -> 2, epoch[, tokens] (the lease is ours; tokens: the tags' tokens in
+ * canonical order) | 1, epoch (the key holds a value) | 3, pttl, epoch
+ * (someone else's lease) | nil, err */
+static int cache_lease(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char key[HC_FULLKEY_MAX], name[HC_NAME_MAX], err[HC_ERRLEN], newe[HC_TOKEN_LEN + 1];
+    char tokens[HC_TAGS_MAX * (HC_TOKEN_LEN + 1)], epoch[SMALL + 1], got[HC_TAGS_MAX][SMALL + 1];
+    size_t kn, tn, en = 0, gotn[HC_TAGS_MAX];
+    const char *tok;
+    hc_taglist t;
+    redisReply *r[2] = {NULL, NULL};
+    long long code = 0, pttl = 0;
+    int ids[2] = {HC_SCRIPT_LEASE, HC_SCRIPT_TAGS}, i, rc, has_tags;
+    hc_cmdb b;
+    lua_settop(L, 7);
+    kn = hc_key_arg(L, cl, 2, key);
+    tok = small_arg(L, 3, &tn);
+    ms_arg(L, 4, 1);
+    has_tags = !lua_isnil(L, 6);
+    if (has_tags) {
+        hc_taglist_from_lua(L, 6, 6, &t);
+        ms_arg(L, 7, 0);
+    }
+    hc_tokens_new(newe, 1);
+    hc_cmdb_init(&b);
+    hc_client_script(cl, &b, HC_SCRIPT_LEASE);
+    hc_cmdb_str(&b, "3");
+    hc_cmdb_add(&b, key, kn);
+    hc_cmdb_add(&b, name, lease_name(cl, key, kn, name));
+    hc_cmdb_add(&b, name, hc_epoch_name(cl, name));
+    hc_cmdb_add(&b, tok, tn);
+    hc_cmdb_int(&b, (long long)lua_tointeger(L, 4));
+    hc_cmdb_str(&b, lua_toboolean(L, 5) ? "1" : "0");
+    hc_cmdb_add(&b, newe, HC_TOKEN_LEN);
+    hc_cmdb_int(&b, HC_EPOCH_TTL_MS);
+    hc_cmdb_end(&b);
+    if (has_tags) hc_tags_script(&b, cl, &t, 'p', (long long)lua_tointeger(L, 7), tokens);
+    rc = hc_client_run(cl, &b, ids, r, err);
+    hc_cmdb_free(&b);
+    if (rc != 0) return hc_fail(L, err);
+    /* copy what we need, free the replies, then push (pushing may raise) */
+    rc = -1;
+    if (r[0]->type == REDIS_REPLY_ARRAY && r[0]->elements >= 2 && r[0]->element[0]->type == REDIS_REPLY_INTEGER) {
+        redisReply *e;
+        code = r[0]->element[0]->integer;
+        if (code == 3 && r[0]->elements == 3 && r[0]->element[1]->type == REDIS_REPLY_INTEGER) {
+            pttl = r[0]->element[1]->integer;
+            e = r[0]->element[2];
+        } else {
+            e = r[0]->element[1];
+        }
+        if (e->type == REDIS_REPLY_STRING && e->len <= SMALL) {
+            en = e->len;
+            memcpy(epoch, e->str, en);
+            rc = 0;
+        }
+    }
+    if (rc == 0 && has_tags) {
+        if (r[1]->type != REDIS_REPLY_ARRAY || r[1]->elements != (size_t)t.n) rc = -1;
+        for (i = 0; rc == 0 && i < t.n; i++) {
+            redisReply *e = r[1]->element[i];
+            gotn[i] = e->type == REDIS_REPLY_STRING && e->len <= SMALL ? e->len : 0; /* none: never current */
+            memcpy(got[i], gotn[i] ? e->str : "", gotn[i]);
+        }
+    }
+    if (rc != 0) {
+        if (r[1]) freeReplyObject(r[1]);
+        return hc_unexpected(L, r[0]);
+    }
+    freeReplyObject(r[0]);
+    if (r[1]) freeReplyObject(r[1]);
+    lua_pushinteger(L, (lua_Integer)code);
+    if (code == 3) lua_pushinteger(L, (lua_Integer)pttl);
+    lua_pushlstring(L, epoch, en);
+    if (code != 2 || !has_tags) return code == 3 ? 3 : 2;
+    lua_createtable(L, t.n, 0);
+    for (i = 0; i < t.n; i++) {
+        lua_pushlstring(L, got[i], gotn[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 3;
+}
+
+/* cache:_keep(key, token, epoch, lease_ms) -> watch | nil, err */
+static int cache_keep(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char key[HC_FULLKEY_MAX], name[HC_NAME_MAX], val[2 * SMALL + 2];
+    size_t kn = hc_key_arg(L, cl, 2, key), tn, en;
+    const char *tok = small_arg(L, 3, &tn), *epoch = small_arg(L, 4, &en);
+    ms_arg(L, 5, 30);
+    return hc_keeper_watch(L, cl, name, lease_name(cl, key, kn, name), val, lease_value(val, epoch, en, tok, tn),
+                           (long long)lua_tointeger(L, 5));
+}
+
+/* cache:_fill(key, token, epoch, bytes, px, tags) -> true (stored) |
+ * false (the lease was revoked or the epoch moved on) | nil, err. With
+ * tags, their keys are made to live px ms too (0: no expiry). */
+static int cache_fill(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char key[HC_FULLKEY_MAX], val[2 * SMALL + 2], err[HC_ERRLEN];
+    size_t kn = hc_key_arg(L, cl, 2, key), tn, en, bn;
+    const char *tok = small_arg(L, 3, &tn), *epoch = small_arg(L, 4, &en);
+    const char *bytes = luaL_checklstring(L, 5, &bn);
+    int ids[1] = {HC_SCRIPT_TAGS}, stored, has_tags;
+    redisReply *r[2] = {NULL, NULL};
+    hc_taglist t;
+    hc_cmdb extra;
+    hc_wr w;
+    lua_settop(L, 7);
+    ms_arg(L, 6, 0);
+    has_tags = !lua_isnil(L, 7);
+    if (has_tags) hc_taglist_from_lua(L, 7, 7, &t);
+    hc_wr_init(&w);
+    hc_wr_fill(&w, cl, key, kn, val, lease_value(val, epoch, en, tok, tn), epoch, en, bytes, bn,
+               (long long)lua_tointeger(L, 6));
+    hc_cmdb_init(&extra);
+    if (has_tags) hc_tags_script(&extra, cl, &t, 'x', (long long)lua_tointeger(L, 6), NULL);
+    if (hc_wr_run_with(&w, cl, has_tags ? &extra : NULL, ids, r, err) != 0) {
+        hc_cmdb_free(&extra);
+        return hc_fail(L, err);
+    }
+    hc_cmdb_free(&extra);
+    stored = r[0]->element[0]->type == REDIS_REPLY_INTEGER && r[0]->element[0]->integer == 1;
+    freeReplyObject(r[0]);
+    if (r[1]) freeReplyObject(r[1]);
+    lua_pushboolean(L, stored);
+    return 1;
+}
+
+/* cache:_release(key, token, epoch) -> true | false (not ours) | nil, err */
+static int cache_release(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char key[HC_FULLKEY_MAX], name[HC_NAME_MAX], val[2 * SMALL + 2], err[HC_ERRLEN];
+    size_t kn = hc_key_arg(L, cl, 2, key), tn, en;
+    const char *tok = small_arg(L, 3, &tn), *epoch = small_arg(L, 4, &en);
+    int id = HC_SCRIPT_RELEASE, ok;
+    redisReply *r;
+    hc_cmdb b;
+    hc_cmdb_init(&b);
+    hc_client_script(cl, &b, HC_SCRIPT_RELEASE);
+    hc_cmdb_str(&b, "2");
+    hc_cmdb_add(&b, name, lease_name(cl, key, kn, name));
+    hc_cmdb_add(&b, name, wake_name(cl, key, kn, name));
+    hc_cmdb_add(&b, val, lease_value(val, epoch, en, tok, tn));
+    hc_cmdb_int(&b, HC_WAKE_TTL_MS);
+    hc_cmdb_end(&b);
+    ok = hc_client_run(cl, &b, &id, &r, err);
+    hc_cmdb_free(&b);
+    if (ok != 0) return hc_fail(L, err);
+    if (r->type != REDIS_REPLY_INTEGER) return hc_unexpected(L, r);
+    ok = r->integer == 1;
+    freeReplyObject(r);
+    lua_pushboolean(L, ok);
+    return 1;
+}
+
+/* RPUSH list 1 + PEXPIRE: one wake-up token. */
+static int push_wake(client *cl, const char *list, size_t ln, char *err)
+{
+    redisReply *r[2];
+    hc_cmdb b;
+    int rc;
+    hc_cmdb_init(&b);
+    hc_cmdb_str(&b, "RPUSH");
+    hc_cmdb_add(&b, list, ln);
+    hc_cmdb_str(&b, "1");
+    hc_cmdb_end(&b);
+    hc_cmdb_str(&b, "PEXPIRE");
+    hc_cmdb_add(&b, list, ln);
+    hc_cmdb_int(&b, HC_WAKE_TTL_MS);
+    hc_cmdb_end(&b);
+    rc = hc_client_run(cl, &b, NULL, r, err);
+    hc_cmdb_free(&b);
+    if (rc != 0) return -1;
+    freeReplyObject(r[0]);
+    freeReplyObject(r[1]);
+    return 0;
+}
+
+/* cache:_wait(key, epoch, seconds) -> "key" (the filler woke us) |
+ * "epoch" (clear or delete_pattern did; passed on to the next waiter) |
+ * false (timed out) | nil, err. Blocks at most seconds (BLPOP on both
+ * lists, on a connection whose command timeout covers the wait). */
+static int cache_wait(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char key[HC_FULLKEY_MAX], wake[HC_NAME_MAX], ewake[HC_NAME_MAX], secs[32], err[HC_ERRLEN];
+    size_t kn = hc_key_arg(L, cl, 2, key), en;
+    const char *epoch = small_arg(L, 3, &en);
+    double s = (double)luaL_checknumber(L, 4);
+    const char *argv[4];
+    size_t lens[4];
+    redisReply *r;
+    hc_cmd c;
+    int by_epoch;
+    if (!(s > 0 && s <= 86400)) return luaL_argerror(L, 4, "seconds must be > 0 and <= 86400");
+    argv[0] = "BLPOP";
+    lens[0] = 5;
+    argv[1] = wake;
+    lens[1] = wake_name(cl, key, kn, wake);
+    argv[2] = ewake;
+    lens[2] = hc_epoch_wake_name(cl, epoch, en, ewake);
+    argv[3] = secs;
+    lens[3] = (size_t)snprintf(secs, sizeof secs, "%.3f", s < 0.001 ? 0.001 : s);
+    c.argc = 4;
+    c.argv = argv;
+    c.argvlen = lens;
+    if (hc_client_exec_timeout(cl, 1, &c, &r, err, s + 1) != 0) return hc_fail(L, err);
+    if (r->type == REDIS_REPLY_NIL) {
+        freeReplyObject(r);
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING)
+        return hc_unexpected(L, r);
+    by_epoch = r->element[0]->len == lens[2] && memcmp(r->element[0]->str, ewake, lens[2]) == 0;
+    freeReplyObject(r);
+    if (by_epoch && push_wake(cl, ewake, lens[2], err) != 0) return hc_fail(L, err);
+    lua_pushstring(L, by_epoch ? "epoch" : "key");
+    return 1;
+}
+
+/* cache:_wake(key) -> true | nil, err: passes a wake-up on */
+static int cache_wake(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char key[HC_FULLKEY_MAX], wake[HC_NAME_MAX], err[HC_ERRLEN];
+    size_t kn = hc_key_arg(L, cl, 2, key);
+    if (push_wake(cl, wake, wake_name(cl, key, kn, wake), err) != 0) return hc_fail(L, err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* cache:_eval(script, numkeys, ...) -> reply | nil, err: one of
+ * hc_scripts.h's scripts by name ("acquire", "release", "extend") */
+static int cache_eval(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    const char *argv[HC_ARGS_STACK];
+    size_t lens[HC_ARGS_STACK];
+    char err[HC_ERRLEN];
+    int id = hc_script_id(luaL_checkstring(L, 2)), i, rc;
+    redisReply *r;
+    hc_cmd args;
+    hc_cmdb b;
+    if (id < 0) return luaL_argerror(L, 2, "unknown script");
+    hc_args_from_stack(L, 3, lua_gettop(L), &args, argv, lens); /* GC-owned: may raise */
+    hc_cmdb_init(&b);
+    hc_client_script(cl, &b, id);
+    for (i = 0; i < args.argc; i++) hc_cmdb_ref(&b, args.argv[i], args.argvlen[i]);
+    hc_cmdb_end(&b);
+    rc = hc_client_run(cl, &b, &id, &r, err);
+    hc_cmdb_free(&b);
+    if (rc != 0) return hc_fail(L, err);
+    return hc_reply_push_one(L, r);
+}
+
+static const luaL_Reg lease_methods[] = {
+    {"_lease", cache_lease},
+    {"_keep", cache_keep},
+    {"_fill", cache_fill},
+    {"_release", cache_release},
+    {"_wait", cache_wait},
+    {"_wake", cache_wake},
+    {"_eval", cache_eval},
+    {NULL, NULL}};
+
+void hc_lease_register(lua_State *L)
+{
+    luaL_setfuncs(L, lease_methods, 0);
+}
