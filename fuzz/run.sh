@@ -54,7 +54,7 @@ still_crash=""
 for f in fuzz/crashes/*; do
     [ -f "$f" ] || continue
     if "$bin" -timeout=10 -rss_limit_mb=2048 "$f" >"$work/regress.log" 2>&1; then
-        echo "fuzz: regression input $f runs cleanly"
+        : # runs cleanly
     else
         echo "fuzz: regression input $f still fails:" >&2
         grep -E 'CHECK FAILED|ERROR:|runtime error:|SUMMARY' "$work/regress.log" >&2 || tail -n 20 "$work/regress.log" >&2
@@ -62,28 +62,32 @@ for f in fuzz/crashes/*; do
     fi
 done
 
-echo "fuzz: running for ${secs}s on $(find "$work/corpus" -type f | wc -l) seeds"
+echo "fuzz: $(find fuzz/crashes -type f | wc -l) regression inputs replayed; running for ${secs}s on $(find "$work/corpus" -type f | wc -l) seeds"
 set +e
 # shellcheck disable=SC2086 # FUZZ_ARGS is a list of flags
 "$bin" -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="$out/artifacts/" -print_final_stats=1 ${FUZZ_ARGS:-} \
-    "$work/corpus" 2>&1 | tee "$work/log"
-status=${PIPESTATUS[0]}
+    "$work/corpus" >"$work/log" 2>&1
+status=$?
 set -e
+# libFuzzer's ~3,000 progress lines go to a log file; the screen gets the
+# summary line below (or, on a failure, the log's tail).
+cp "$work/log" "$out/fuzz.log"
 
 if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|libFuzzer)|runtime error:|CHECK FAILED' "$work/log"; then
     [ "$status" -ne 0 ] || status=1
 fi
 done_line=$(grep -E '^Done [0-9]+ runs in [0-9]+ second' "$work/log" | tail -n 1 || true)
 if [ "$status" -ne 0 ] || [ -z "$done_line" ]; then
-    echo "fuzz: FAILED (exit status $status); inputs in $out/artifacts/" >&2
+    tail -n 40 "$out/fuzz.log" >&2
+    echo "fuzz: FAILED (exit status $status); inputs in $out/artifacts/, log in $out/fuzz.log" >&2
     ls -l "$out/artifacts/" >&2 || true
     [ "$status" -ne 0 ] || status=1
     exit "$status"
 fi
 runs=$(echo "$done_line" | sed -E 's/^Done ([0-9]+) runs in ([0-9]+) second.*/\1/')
 took=$(echo "$done_line" | sed -E 's/^Done ([0-9]+) runs in ([0-9]+) second.*/\2/')
-echo "fuzz: $runs runs in $took s, no crash"
+echo "fuzz: $runs runs in $took s, no crash (log: $out/fuzz.log)"
 if [ -n "$still_crash" ]; then
     echo "fuzz: FAILED: these fuzz/crashes/ inputs still fail:$still_crash" >&2
     exit 1

@@ -46,5 +46,7 @@ build = {
     ["hicache.memoize"] = "lua/hicache/memoize.lua",
     ["hicache.invalidate"] = "lua/hicache/invalidate.lua",
     ["hicache.testing"] = "lua/hicache/testing.lua",
+    ["hicache.argerror"] = "lua/hicache/argerror.lua",
+    ["hicache.prometheus"] = "lua/hicache/prometheus.lua",
   },
 }

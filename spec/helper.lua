@@ -14,14 +14,22 @@ local H = {
   dir = os.getenv("HICACHE_TEST_DIR"),
   build = os.getenv("HICACHE_TEST_BUILD"),
   valgrind = os.getenv("HICACHE_UNDER_VALGRIND") ~= nil,
-  asan = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil,
 }
+-- busted loads this module once per spec file; the ASan preload is
+-- remembered in the registry because the first load unsets it below.
+do
+  local reg = debug.getregistry()
+  local preload = os.getenv("LD_PRELOAD") or ""
+  if preload:find("asan") then reg.hicache_spec_asan_preload = preload end
+  H.asan_preload = reg.hicache_spec_asan_preload
+  H.asan = H.asan_preload ~= nil
+end
 -- This process keeps the ASan runtime it was started with; the shell tools
 -- and programs the specs spawn do not need it (hc_threads links it itself).
 -- H.lua_bin is the command for a Lua subprocess that loads hicache.
 H.lua_bin = "lua5.4"
 if H.asan then
-  H.lua_bin = ("env LD_PRELOAD=%q lua5.4"):format(os.getenv("LD_PRELOAD"))
+  H.lua_bin = ("env LD_PRELOAD=%q lua5.4"):format(H.asan_preload)
   posix.unsetenv("LD_PRELOAD")
 end
 

@@ -15,6 +15,7 @@ end
 
 local probe = [[
 local hicache = require "hicache"
+for _, m in ipairs { "hicache.keys", "hicache.testing", "hicache.argerror" } do require(m) end
 local core_path = package.searchpath("hicache.core", package.cpath)
 local c = assert(hicache.new{host = %q, port = %d})
 print(core_path, package.searchpath("hicache", package.path), c:command("PING"))
@@ -29,6 +30,21 @@ local function run_installed(lua_path, lua_cpath)
 end
 
 describe("installation", function()
+  it("the rockspec lists every Lua module of lua/hicache", function()
+    local f = assert(io.open(root .. "/rockspec/hicache-scm-1.rockspec"))
+    local rockspec = f:read("a")
+    f:close()
+    local listed = 0
+    for file in io.popen("ls " .. root .. "/lua/hicache"):lines() do
+      local name = file:match("^(.-)%.lua$")
+      local module = name == "init" and "hicache" or "hicache." .. name
+      assert.truthy(rockspec:find(('["%s"] = "lua/hicache/%s"'):format(module, file), 1, true),
+        module .. " is missing from the rockspec")
+      listed = listed + 1
+    end
+    assert.is_true(listed >= 9)
+  end)
+
   it("luarocks make builds offline and require 'hicache' works from the tree", function()
     local dir = copy_sources()
     local tree = dir .. "/tree"

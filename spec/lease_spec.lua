@@ -13,10 +13,10 @@ describe("get_or_set", function()
 
   it("hit path: the stored value with status hit; a miss computes once", function()
     local runs = 0
-    local v, st = c:get_or_set("k", function() runs = runs + 1; return { n = 1 } end)
+    local v, _, st = c:get_or_set("k", function() runs = runs + 1; return { n = 1 } end)
     assert.same({ n = 1 }, v)
     assert.equal("miss", st)
-    v, st = c:get_or_set("k", function() runs = runs + 1; return { n = 2 } end)
+    v, _, st = c:get_or_set("k", function() runs = runs + 1; return { n = 2 } end)
     assert.same({ n = 1 }, v)
     assert.equal("hit", st)
     assert.equal(1, runs)
@@ -27,12 +27,12 @@ describe("get_or_set", function()
     admin:command("DEL", "gos:runs", "gos:results")
     local codes = H.fork_all(50, function()
       local cc = H.cache { prefix = "gos" }
-      local v, st = cc:get_or_set("cold", function()
+      local v, err, st = cc:get_or_set("cold", function()
         admin:command("INCR", "gos:runs")
         sleep(0.2)
         return "value-" .. posix.getpid()
       end, { ttl = 60 })
-      assert(v, st)
+      assert(v, err)
       H.admin():command("RPUSH", "gos:results", st .. " " .. v)
     end)
     H.all_zero(codes)
@@ -79,12 +79,12 @@ describe("get_or_set", function()
       else
         while tonumber(a:command("GET", "gosdb:done")) < writers do
           local floor = tonumber(a:command("GET", "gosdb:floor"))
-          local v, st = cc:get_or_set("rec", function()
+          local v, err = cc:get_or_set("rec", function()
             local ver = tonumber(a:command("GET", "gosdb:ver"))  -- read the "database"
             sleep(math.random() * 0.003)                          -- then be slow
             return ver
           end, { ttl = 60, lease_ttl = 5 })
-          assert(v, "get_or_set failed: " .. tostring(st))
+          assert(v, "get_or_set failed: " .. tostring(err))
           a:command("INCR", "gosdb:reads")
           if v < floor then a:command("RPUSH", "gosdb:violations", v .. "<" .. floor) end
         end
@@ -101,7 +101,7 @@ describe("get_or_set", function()
   end)
 
   it("a fill that started before an invalidation is not stored after it", function()
-    local v, st = c:get_or_set("slow", function()
+    local v, _, st = c:get_or_set("slow", function()
       c:invalidate("slow")              -- an invalidation lands mid-computation
       return "old"
     end)
@@ -120,7 +120,7 @@ describe("get_or_set", function()
     assert.is_nil(c:get("err"))
     assert.equal(0, admin:command("EXISTS", "{gos:1:err}:lease"))
     local t0 = posix.now()
-    local v, st = c:get_or_set("err", function() return "fine" end)
+    local v, _, st = c:get_or_set("err", function() return "fine" end)
     assert.equal("fine", v)
     assert.equal("miss", st)
     assert.is_true(posix.now() - t0 < 1, "the next caller did not wait for a lease")
@@ -131,7 +131,7 @@ describe("get_or_set", function()
     assert.is_false(ok)
     assert.matches("cannot cache a function", err)
     assert.equal(0, admin:command("EXISTS", c:_names("enc").lease))
-    assert.same({ "fine", "miss" }, { c:get_or_set("enc", function() return "fine" end, { wait = 0.5, on_wait_timeout = "error" }) })
+    assert.same({ "fine", nil, "miss" }, { c:get_or_set("enc", function() return "fine" end, { wait = 0.5, on_wait_timeout = "error" }) })
   end)
 
   it("a filler killed with SIGKILL: a waiter computes after the lease TTL", function()
@@ -148,7 +148,7 @@ describe("get_or_set", function()
     assert.equal(1, admin:command("EXISTS", "{gos:1:dead}:lease"))
     posix.kill(pid, 9)
     posix.waitpid(pid)
-    local v, st = c:get_or_set("dead", function() return "rescued" end, { lease_ttl = 1 })
+    local v, _, st = c:get_or_set("dead", function() return "rescued" end, { lease_ttl = 1 })
     assert.equal("rescued", v)
     assert.equal("miss", st)
     assert.equal("rescued", c:get("dead"))
@@ -157,11 +157,11 @@ describe("get_or_set", function()
   it("caches nil only with neg_ttl", function()
     local runs = 0
     local function fn() runs = runs + 1; return nil end
-    assert.same({ nil, "miss" }, { c:get_or_set("nil", fn) })
-    assert.same({ nil, "miss" }, { c:get_or_set("nil", fn) })
+    assert.same({ nil, nil, "miss" }, { c:get_or_set("nil", fn) })
+    assert.same({ nil, nil, "miss" }, { c:get_or_set("nil", fn) })
     assert.equal(2, runs)
-    assert.same({ nil, "miss" }, { c:get_or_set("neg", fn, { neg_ttl = 30 }) })
-    assert.same({ nil, "hit" }, { c:get_or_set("neg", fn, { neg_ttl = 30 }) })
+    assert.same({ nil, nil, "miss" }, { c:get_or_set("neg", fn, { neg_ttl = 30 }) })
+    assert.same({ nil, nil, "hit" }, { c:get_or_set("neg", fn, { neg_ttl = 30 }) })
     assert.equal(3, runs)
     local t = c:ttl("neg")
     assert.is_true(t > 29 and t <= 30)
@@ -179,7 +179,7 @@ describe("get_or_set", function()
     admin:command("DEL", "gos:swr:runs", "gos:swr:results")
     local codes = H.fork_all(10, function()
       local cc = H.cache { prefix = "gos" }
-      local v, st = cc:get_or_set("swr", function()
+      local v, _, st = cc:get_or_set("swr", function()
         H.admin():command("INCR", "gos:swr:runs")
         sleep(0.3)
         return "v2"
@@ -198,10 +198,13 @@ describe("get_or_set", function()
   it("stale_if_error serves the stale value and reports the error", function()
     c:get_or_set("sie", function() return "good" end, { ttl = 0.1, stale_if_error = 30 })
     sleep(0.2)
-    local v, st, err = c:get_or_set("sie", function() error("backend 500") end, { ttl = 0.1, stale_if_error = 30 })
+    local events = {}
+    local sc = H.cache { prefix = "gos", on_event = function(ev) events[#events + 1] = ev end }
+    local v, err, st = sc:get_or_set("sie", function() error("backend 500") end, { ttl = 0.1, stale_if_error = 30 })
     assert.equal("good", v)
     assert.equal("stale_error", st)
-    assert.matches("backend 500", err)
+    assert.is_nil(err)                       -- a value is served: no error
+    assert.matches("backend 500", events[#events].err) -- the error is reported
     -- without a stale value the error is raised
     assert.has_error(function() c:get_or_set("sie2", function() error("x") end, { stale_if_error = 30 }) end)
   end)
@@ -218,7 +221,7 @@ describe("get_or_set", function()
     local soft_expiry = t0 + 1
     local early = false
     while posix.now() < soft_expiry - 0.02 do
-      local _, st = c:get_or_set("xf", fn, { ttl = 1, early = 2 })
+      local _, _, st = c:get_or_set("xf", fn, { ttl = 1, early = 2 })
       if st == "miss" then early = true; break end
       sleep(0.01)
     end
@@ -231,7 +234,7 @@ describe("get_or_set", function()
     local t0 = posix.now()
     assert.same({ nil, "timeout" }, { c:get_or_set("busy", function() return 1 end, { wait = 0.2, on_wait_timeout = "error" }) })
     assert.is_true(posix.now() - t0 >= 0.18)
-    assert.same({ 7, "miss" }, { c:get_or_set("busy", function() return 7 end, { wait = 0.1 }) })
+    assert.same({ 7, nil, "miss" }, { c:get_or_set("busy", function() return 7 end, { wait = 0.1 }) })
     assert.is_nil(c:get("busy"))    -- computed without the lease: not stored
     admin:command("DEL", "{gos:1:busy}:lease")
   end)

@@ -58,10 +58,10 @@ describe("tags, memoize and write-path invalidation", function()
         return { user = user_id, can_admin = perms[user_id][2] == "admin" }
       end, { ttl = 300, tags = { "user:" .. user_id } })
     end
-    local v, st = render(42)
+    local v, _, st = render(42)
     assert.is_true(v.can_admin)
     assert.equal("miss", st)
-    v, st = render(42)
+    v, _, st = render(42)
     assert.is_true(v.can_admin)
     assert.equal("hit", st)
     -- the permission change write path
@@ -69,7 +69,7 @@ describe("tags, memoize and write-path invalidation", function()
       tags = function(user_id) return { "user:" .. user_id } end,
     })
     revoke(42)
-    v, st = render(42)                -- takes effect immediately, not after 300 s
+    v, _, st = render(42)                -- takes effect immediately, not after 300 s
     assert.is_false(v.can_admin)
     assert.equal("miss", st)
   end)
@@ -181,7 +181,7 @@ describe("tags, memoize and write-path invalidation", function()
     assert.equal("body", c:get("post"))                               -- no tags named: its own are checked
     assert.is_nil(c:get("post", nil, { tags = { "post-1", "user:7" } }))  -- a typo
     assert.is_nil(c:get("post", nil, { tags = { "post:1" } }))        -- a subset
-    assert.same({ "body", "hit" }, { c:get_or_set("post", error, { tags = { "user:7", "post:1" } }) })
+    assert.same({ "body", nil, "hit" }, { c:get_or_set("post", error, { tags = { "user:7", "post:1" } }) })
     assert.is_true(c:invalidate_tag("post:1"))
     for _, tags in ipairs { { "post-1", "user:7" }, { "post:1", "user:7" } } do
       assert.is_nil(c:get("post", nil, { tags = tags }))
@@ -189,7 +189,7 @@ describe("tags, memoize and write-path invalidation", function()
     assert.is_nil(c:get("post"))
     c:set("plain", 1)
     assert.is_nil(c:get("plain", nil, { tags = { "x" } }))            -- untagged: no tags to match
-    assert.same({ 2, "miss" }, { c:get_or_set("plain", function() return 2 end, { tags = { "x" } }) })
+    assert.same({ 2, nil, "miss" }, { c:get_or_set("plain", function() return 2 end, { tags = { "x" } }) })
     assert.equal(2, c:get("plain", nil, { tags = { "x" } }))
   end)
 

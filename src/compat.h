@@ -54,6 +54,9 @@ static inline int hc_isinteger(lua_State *L, int i)
     lua_Number n;
     if (lua_type(L, i) != LUA_TNUMBER) return 0;
     n = lua_tonumber(L, i);
+    /* range first: casting a double outside lua_Integer's range (or NaN)
+     * to it is undefined behaviour */
+    if (!(n >= -9223372036854775808.0 && n < 9223372036854775808.0)) return 0;
     return n == (lua_Number)(lua_Integer)n;
 }
 #else

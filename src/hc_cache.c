@@ -8,8 +8,10 @@
  * values are encoded without raising; replies are decoded inside hc_pcall
  * and freed before any error is re-raised.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "hc_ops.h"
@@ -30,7 +32,17 @@ size_t hc_key_compose(lua_State *L, const client *cl, long long version, int idx
         break;
     case LUA_TNUMBER:
         if (hc_isinteger(L, idx)) kn = (size_t)snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, idx));
-        else kn = (size_t)snprintf(num, sizeof num, "%.17g", (double)lua_tonumber(L, idx));
+        else {
+            /* a float key: %.17g round-trips every finite double and keeps
+             * the sign of -0.0 ("-0", never the integer key "0"); NaN and
+             * the infinities name no value and are refused */
+            double d = (double)lua_tonumber(L, idx);
+            if (d != d || d - d != 0) {
+                *why = "key must not be NaN or infinite";
+                return 0;
+            }
+            kn = (size_t)snprintf(num, sizeof num, "%.17g", d);
+        }
         k = num;
         break;
     default:
@@ -38,7 +50,7 @@ size_t hc_key_compose(lua_State *L, const client *cl, long long version, int idx
         return 0;
     }
     if (kn > HC_KEY_MAX) {
-        *why = "key longer than 1024 bytes: hash long keys (hicache.keys)";
+        *why = "key longer than 1024 bytes: build it with hicache.keys (opts.max_length, keys.hashed) to hash long parts";
         return 0;
     }
     if (version == cl->version) return hc_name_value(buf, cl->ns, cl->ns_len, k, kn);
@@ -65,11 +77,58 @@ long long hc_ttl_arg(lua_State *L, const client *cl, int idx)
     return (long long)ceil(t * 1000.0);
 }
 
-int hc_opts_tags(lua_State *L, int idx, int argn, hc_taglist *t)
+int hc_parse_ll(const char *s, size_t n, long long *v)
+{
+    char buf[24], *end;
+    if (n == 0 || n >= sizeof buf) return -1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    errno = 0;
+    *v = strtoll(buf, &end, 10);
+    return errno != 0 || *end != '\0' ? -1 : 0;
+}
+
+const char *const hc_opts_tags_only[] = {"tags", NULL};
+
+void hc_opts_check(lua_State *L, int idx, int argn, const char *const *known)
+{
+    if (lua_isnoneornil(L, idx)) return;
+    if (lua_type(L, idx) != LUA_TTABLE) luaL_argerror(L, argn, "opts must be a table");
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        int i, ok = 0;
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            const char *k = lua_tostring(L, -1);
+            for (i = 0; known[i] != NULL && !ok; i++) ok = strcmp(k, known[i]) == 0;
+        }
+        if (!ok) {
+            const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1);
+            luaL_argerror(L, argn, lua_pushfstring(L, "unknown option '%s'", name));
+        }
+    }
+}
+
+void hc_list_check(lua_State *L, int idx, int argn, const char *what)
+{
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_pop(L, 1);
+        count++;
+        if (!hc_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n) {
+            lua_pop(L, 1);
+            luaL_argerror(L, argn, lua_pushfstring(L, "%s must be a list (no holes, no other keys)", what));
+        }
+    }
+    if (count != n) luaL_argerror(L, argn, lua_pushfstring(L, "%s must be a list (no holes, no other keys)", what));
+}
+
+int hc_opts_tags(lua_State *L, int idx, int argn, hc_taglist *t, const char *const *known)
 {
     int top = lua_gettop(L);
+    hc_opts_check(L, idx, argn, known);
     if (lua_isnoneornil(L, idx)) return 0;
-    if (lua_type(L, idx) != LUA_TTABLE) luaL_argerror(L, argn, "opts must be a table");
     lua_getfield(L, idx, "tags");
     if (lua_isnil(L, -1)) {
         lua_settop(L, top);
@@ -92,6 +151,21 @@ int hc_observe(lua_State *L, client *cl, int op, unsigned ev, const char *key, s
     }
     hc_client_event(L, cl, op, ev, key, kn, in, out, t0, err);
     return n;
+}
+
+int hc_call_observed(lua_State *L, lua_CFunction fn, int op, unsigned ev)
+{
+    client *cl = hc_check_client(L);
+    char key[HC_FULLKEY_MAX];
+    const char *why;
+    size_t kn;
+    double t0;
+    int n;
+    if (!HC_OBSERVED(cl)) return fn(L);
+    t0 = hc_now();
+    n = fn(L); /* raises on a bad key before any I/O: then nothing to record */
+    kn = hc_key_compose(L, cl, cl->version, 2, key, &why);
+    return hc_observe(L, cl, op, ev, key, kn, 0, 0, t0, n);
 }
 
 int hc_unexpected(lua_State *L, redisReply *r)
@@ -191,6 +265,9 @@ static int cache_entry(lua_State *L)
     hc_taglist t;
     hc_buf b;
     luaL_checkany(L, 2);
+    /* the header holds soft as an i64 of Unix ms and delta as a u32 */
+    if (soft < 0) return luaL_argerror(L, 3, "soft expiry must be Unix milliseconds");
+    if (delta < 0 || delta > 0xffffffffLL) return luaL_argerror(L, 4, "compute time must be 0 to 2^32-1 ms");
     lua_settop(L, 6);
     t.n = 0;
     if (!lua_isnil(L, 5)) {
@@ -198,7 +275,8 @@ static int cache_entry(lua_State *L)
         luaL_checktype(L, 6, LUA_TTABLE);
         for (i = 0; i < t.n; i++) {
             lua_rawgeti(L, 6, i + 1);
-            t.tok[i] = luaL_checklstring(L, -1, &t.tok_len[i]); /* anchored by the table */
+            if (lua_type(L, -1) != LUA_TSTRING) return luaL_argerror(L, 6, "a token per tag expected");
+            t.tok[i] = lua_tolstring(L, -1, &t.tok_len[i]); /* anchored by the table */
             lua_pop(L, 1);
             if (t.tok_len[i] > 255) return luaL_argerror(L, 6, "token too long");
         }

@@ -229,6 +229,49 @@ static int is_zstd(const char *p, size_t n)
            (unsigned char)p[2] == 0x2f && (unsigned char)p[3] == 0xfd;
 }
 
+/* What bytes that hicache cannot decode probably are: the formats other
+ * django-redis settings write (its default serializer is pickle, and it
+ * has zlib, gzip, lz4 and lzma compressors), or NULL. Only consulted
+ * after decoding failed, so a valid value is never misnamed: a pickle
+ * (protocol 2+: 0x80, the protocol byte, ..., '.') reads in MessagePack
+ * as an empty map followed by trailing bytes, zlib's 0x78 as the integer
+ * 120 followed by trailing bytes. */
+static const char *foreign_format(const hc_codec *c, const char *p, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    if (n >= 3 && u[0] == 0x80 && u[1] >= 2 && u[1] <= 5 && u[n - 1] == '.')
+        return c->ser == HC_SER_JSON
+                   ? "value looks like a Python pickle (configure django-redis with "
+                     "django_redis.serializers.json.JSONSerializer)"
+                   : "value looks like a Python pickle (configure django-redis with "
+                     "django_redis.serializers.msgpack.MSGPackSerializer)";
+    if (n >= 2 && u[0] == 0x78 && (u[1] == 0x01 || u[1] == 0x5e || u[1] == 0x9c || u[1] == 0xda))
+        return "value looks like zlib-compressed data (hicache reads zstd; configure django-redis "
+               "with django_redis.compressors.zstd.ZStdCompressor)";
+    if (n >= 2 && u[0] == 0x1f && u[1] == 0x8b)
+        return "value looks like gzip-compressed data (hicache reads zstd; configure django-redis "
+               "with django_redis.compressors.zstd.ZStdCompressor)";
+    if (n >= 4 && u[0] == 0x04 && u[1] == 0x22 && u[2] == 0x4d && u[3] == 0x18)
+        return "value looks like lz4-compressed data (hicache reads zstd; configure django-redis "
+               "with django_redis.compressors.zstd.ZStdCompressor)";
+    if (n >= 6 && memcmp(p, "\xfd" "7zXZ\0", 6) == 0)
+        return "value looks like lzma-compressed data (hicache reads zstd; configure django-redis "
+               "with django_redis.compressors.zstd.ZStdCompressor)";
+    return NULL;
+}
+
+/* The serializer's decoder; on failure, names a foreign format. */
+static int decode_value(lua_State *L, hc_decoding *d, const char *p, size_t n)
+{
+    int rc = d->c->ser == HC_SER_JSON ? hc_json_decode(L, d, p, n)
+                                      : hc_msgpack_decode(L, d->c, p, n, d->err, sizeof d->err);
+    if (rc != 0) {
+        const char *what = foreign_format(d->c, p, n);
+        if (what) snprintf(d->err, sizeof d->err, "%s", what);
+    }
+    return rc;
+}
+
 int hc_decode_push(lua_State *L, hc_decoding *d)
 {
     const char *p = d->data;
@@ -291,6 +334,5 @@ int hc_decode_push(lua_State *L, hc_decoding *d)
         p = d->owned;
         n = got;
     }
-    if (d->c->ser == HC_SER_JSON) return hc_json_decode(L, d, p, n);
-    return hc_msgpack_decode(L, d->c, p, n, d->err, sizeof d->err);
+    return decode_value(L, d, p, n);
 }

@@ -71,6 +71,7 @@ static int core_new(lua_State *L)
     hc_settings s;
     client *cl, cache;
     const double day = 86400.0;
+    int want_stats;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     memset(&s, 0, sizeof s);
@@ -114,14 +115,18 @@ static int core_new(lua_State *L)
     }
 
     lua_getfield(L, 1, "stats");
-    cache.stats = lua_toboolean(L, -1) ? hc_stats_new() : NULL;
+    want_stats = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    cache.stats = NULL;
     cache.hook = LUA_NOREF;
+    /* The userdata first, with its __gc: what is allocated after it is
+     * owned by it, so nothing leaks when a Lua allocation raises. */
     cl = (client *)lua_newuserdata(L, sizeof *cl);
     *cl = cache;
     cl->pool = NULL;
     luaL_getmetatable(L, CLIENT_MT);
     lua_setmetatable(L, -2);
+    if (want_stats && (cl->stats = hc_stats_new()) == NULL) return luaL_error(L, "out of memory");
     lua_getfield(L, 1, "on_event");
     if (lua_isfunction(L, -1)) cl->hook = luaL_ref(L, LUA_REGISTRYINDEX);
     else lua_pop(L, 1);
@@ -328,11 +333,9 @@ static int client_pool_stats(lua_State *L)
 void hc_client_event(lua_State *L, client *cl, int op, unsigned events, const char *key, size_t kn,
                      size_t bytes_in, size_t bytes_out, double t0, const char *err)
 {
-    static const char *const ops[HC_OPS] = {"get", "set", "get_many", "set_many", "delete", "incr",
-                                           "get_or_set", "lock", "invalidate"};
     const char *user = key;
     size_t un = kn;
-    if (key) { /* skip prefix:version: */
+    if (key && kn > cl->prefix_len + 1) { /* skip prefix:version: */
         const char *p = key + cl->prefix_len + 1;
         const char *colon = memchr(p, ':', kn - (size_t)(p - key));
         if (colon) {
@@ -349,7 +352,7 @@ void hc_client_event(lua_State *L, client *cl, int op, unsigned events, const ch
         const char *colon = user ? memchr(user, ':', un) : NULL;
         lua_rawgeti(L, LUA_REGISTRYINDEX, cl->hook);
         lua_createtable(L, 0, 6);
-        lua_pushstring(L, ops[op]);
+        lua_pushstring(L, hc_stats_op_name(op));
         lua_setfield(L, -2, "op");
         if (user) {
             lua_pushlstring(L, user, un);
@@ -371,18 +374,26 @@ void hc_client_event(lua_State *L, client *cl, int op, unsigned events, const ch
     }
 }
 
-/* cache:_record(op, events, key, t0[, err]): an operation done in Lua */
+/* cache:_record(op, events, key, t0[, err[, bytes_out]]): an operation
+ * done in Lua */
 static int client_record(lua_State *L)
 {
     client *cl = hc_check_client(L);
     int op = hc_stats_op_index(luaL_checkstring(L, 2));
-    unsigned ev = (unsigned)luaL_checkinteger(L, 3);
+    lua_Integer evi = luaL_checkinteger(L, 3);
     size_t kn = 0;
     const char *key = luaL_optlstring(L, 4, NULL, &kn);
     double t0 = (double)luaL_checknumber(L, 5);
     const char *err = luaL_optstring(L, 6, NULL);
+    lua_Integer out = luaL_optinteger(L, 7, 0);
+    unsigned ev;
     if (op < 0) return luaL_argerror(L, 2, "unknown operation");
-    if (cl->stats || cl->hook != LUA_NOREF) hc_client_event(L, cl, op, ev, key, kn, 0, 0, t0, err);
+    if (evi < 0 || evi >= 2 * HC_EV_INVALIDATE) return luaL_argerror(L, 3, "event bits expected");
+    if (!(t0 >= 0 && t0 <= hc_now())) return luaL_argerror(L, 5, "a start time from hicache.now() expected");
+    if (kn > HC_FULLKEY_MAX) return luaL_argerror(L, 4, "key too long");
+    if (out < 0) return luaL_argerror(L, 7, "a byte count expected");
+    ev = (unsigned)evi;
+    if (cl->stats || cl->hook != LUA_NOREF) hc_client_event(L, cl, op, ev, key, kn, 0, (size_t)out, t0, err);
     return 0;
 }
 

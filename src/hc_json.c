@@ -66,6 +66,11 @@ static json_t *jtable(jenc *e, int idx)
                 goto fail;
             }
             ks = lua_tolstring(L, k, &kn);
+            if (memchr(ks, '\0', kn) != NULL) { /* jansson could not read it back */
+                jfail(e, "JSON object keys must not contain NUL bytes");
+                lua_pop(L, 2);
+                goto fail;
+            }
             if (!hc_utf8_valid((const unsigned char *)ks, kn)) {
                 jfail(e, "JSON strings must be UTF-8");
                 lua_pop(L, 2);

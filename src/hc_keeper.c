@@ -297,6 +297,7 @@ static int cache_watch(lua_State *L)
     if (klen >= HC_NAME_MAX) return luaL_argerror(L, 2, "key too long");
     if (vlen >= sizeof ((keep *)0)->val) return luaL_argerror(L, 3, "value too long");
     if (ttl < 30) return luaL_argerror(L, 4, "ttl must be at least 30 ms");
+    if (ttl > 1000000000000000LL) return luaL_argerror(L, 4, "ttl out of range");
     return hc_keeper_watch(L, cl, key, klen, val, vlen, (long long)ttl);
 }
 

@@ -47,9 +47,13 @@ static size_t wake_name(const client *cl, const char *v, size_t vn, char *buf)
     return hc_name_companion(buf, cl->prefix, cl->prefix_len, v, vn, "wake", 4);
 }
 
+/* An integer of ms from min to 10^15 (over 30,000 years: every TTL the
+ * API accepts, with its stale window, and no overflow in what is added
+ * to it here or in Redis). */
 static int ms_arg(lua_State *L, int idx, long long min)
 {
     if (!hc_isinteger(L, idx) || lua_tointeger(L, idx) < min) luaL_argerror(L, idx, "milliseconds expected");
+    if (lua_tointeger(L, idx) > 1000000000000000LL) luaL_argerror(L, idx, "milliseconds out of range");
     return 0;
 }
 

@@ -30,9 +30,19 @@ size_t hc_key_compose(lua_State *L, const client *cl, long long version, int idx
 size_t hc_key_arg(lua_State *L, const client *cl, int idx, char *buf);
 /* TTL at idx in ms: none/nil -> the cache default, 0 -> never expires. */
 long long hc_ttl_arg(lua_State *L, const client *cl, int idx);
+/* Raises unless the value at idx is nil or a table whose keys are all
+ * among the NULL-terminated option names `known`. */
+void hc_opts_check(lua_State *L, int idx, int argn, const char *const *known);
+/* Raises unless the table at idx is a list: keys 1..#t only. */
+void hc_list_check(lua_State *L, int idx, int argn, const char *what);
 /* opts.tags of the opts table at idx (argument argn), if any: 1 and *t
- * filled (canonical), or 0. The tags stay anchored by the opts table. */
-int hc_opts_tags(lua_State *L, int idx, int argn, hc_taglist *t);
+ * filled (canonical), or 0; opts keys other than `known` raise. The tags
+ * stay anchored by the opts table. */
+int hc_opts_tags(lua_State *L, int idx, int argn, hc_taglist *t, const char *const *known);
+/* A decimal integer of n bytes that fits a long long: 0, or -1. */
+int hc_parse_ll(const char *s, size_t n, long long *v);
+/* Option names: tags only; set's nx, xx, tags. */
+extern const char *const hc_opts_tags_only[];
 
 /* ---- results -------------------------------------------------------------- */
 
@@ -40,6 +50,10 @@ int hc_opts_tags(lua_State *L, int idx, int argn, hc_taglist *t);
  * returned nil, err) and returns n. */
 int hc_observe(lua_State *L, client *cl, int op, unsigned ev, const char *key, size_t kn, size_t in,
                size_t out, double t0, int n);
+/* Runs the method fn (its key at stack index 2) and, when the cache is
+ * observed, records it as op with events ev (and as an error when fn
+ * returned nil, err). */
+int hc_call_observed(lua_State *L, lua_CFunction fn, int op, unsigned ev);
 /* nil, msg of an error reply (freed); nil, "unexpected reply" otherwise. */
 int hc_unexpected(lua_State *L, redisReply *r);
 /* Decodes p[0..n): pushes the value or nil, "decode error: ...". Frees r

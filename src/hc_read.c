@@ -133,7 +133,7 @@ static int cache_get(lua_State *L)
     double t0;
     hc_got g;
     lua_settop(L, 4);
-    has_want = hc_opts_tags(L, 4, 4, &want);
+    has_want = hc_opts_tags(L, 4, 4, &want, hc_opts_tags_only);
     kn = hc_key_arg(L, cl, 2, key);
     t0 = HC_OBSERVED(cl) ? hc_now() : 0;
     if (hc_read_one(cl, key, kn, has_want ? &want : NULL, &g, err) != 0) {
@@ -169,6 +169,7 @@ static hc_cmd keys_vector(lua_State *L, const client *cl, int idx, int lead, int
     hc_cmd c;
 
     luaL_checktype(L, idx, LUA_TTABLE);
+    hc_list_check(L, idx, idx, "keys");
     count = (int)lua_rawlen(L, idx);
     for (i = 1; i <= count; i++) {
         const char *why = NULL;
@@ -274,7 +275,7 @@ static int cache_get_many(lua_State *L)
     double t0;
 
     lua_settop(L, 3);
-    has_want = hc_opts_tags(L, 3, 3, &want);
+    has_want = hc_opts_tags(L, 3, 3, &want, hc_opts_tags_only);
     c = keys_vector(L, cl, 2, 1, &n);
     if (n == 0) {
         lua_newtable(L);
@@ -337,9 +338,10 @@ static int cache_get_many(lua_State *L)
  * the entry's header is longer, and sets *vis: 0 when v holds a tagged
  * entry whose tags are not current (or that cannot be read), else 1. A
  * visible tagged entry gets its tag keys extended to tags_ms (0: no
- * expiry) when tags_ms >= 0. */
+ * expiry) when tags_ms >= 0. *soft_ms (if soft_ms is not NULL): the soft
+ * expiry of an envelope that carries one (Unix ms), else -1. */
 static int probe(client *cl, const char *v, size_t vn, int nx, const hc_cmd *x, redisReply **xr, int *vis,
-                 long long tags_ms, char *err)
+                 long long tags_ms, long long *soft_ms, char *err)
 {
     char to[24];
     const char *argv[4] = {"GETRANGE", v, "0", to};
@@ -357,6 +359,7 @@ static int probe(client *cl, const char *v, size_t vn, int nx, const hc_cmd *x, 
     if (hc_client_exec(cl, 1 + nx, c, r, err) != 0) return -1;
     for (i = 0; i < nx; i++) xr[i] = r[1 + i];
     *vis = 1;
+    if (soft_ms) *soft_ms = -1;
     if (r[0]->type != REDIS_REPLY_STRING) { /* another type: it exists, the other commands tell */
         freeReplyObject(r[0]);
         return 0;
@@ -372,6 +375,7 @@ static int probe(client *cl, const char *v, size_t vn, int nx, const hc_cmd *x, 
         }
         st = hc_entry_parse(r[0]->str, r[0]->len, 0, &e, &need);
     }
+    if (st == HC_ENTRY_OK && e.has_soft && soft_ms) *soft_ms = e.soft_ms;
     if (st == HC_ENTRY_OK && e.tags.n > 0) {
         const char *hp = r[0]->str;
         size_t hn = r[0]->len;
@@ -433,16 +437,27 @@ static int probe_bool(lua_State *L, const char *command, long long tags_ms)
     hc_cmd x = cmd2(argv, lens, command, key, kn);
     redisReply *xr;
     int vis;
-    if (probe(cl, key, kn, 1, &x, &xr, &vis, tags_ms, err) != 0) return hc_fail(L, err);
+    if (probe(cl, key, kn, 1, &x, &xr, &vis, tags_ms, NULL, err) != 0) return hc_fail(L, err);
     lua_pushboolean(L, int_of(xr, 0) == 1 && vis);
     return 1;
 }
 
-/* cache:has_key(key) -> bool | nil, err: whether a get would hit */
-static int cache_has_key(lua_State *L) { return probe_bool(L, "EXISTS", -1); }
+static int has_key_raw(lua_State *L) { return probe_bool(L, "EXISTS", -1); }
 
-/* cache:ttl(key) -> seconds left | 0 (no expiry) | nil (no such entry) | nil, err */
-static int cache_ttl(lua_State *L)
+/* cache:has_key(key) -> bool | nil, err: whether a get would hit */
+static int cache_has_key(lua_State *L) { return hc_call_observed(L, has_key_raw, HC_OP_HAS_KEY, 0); }
+
+/* cache:ttl(key) -> seconds left | 0 (no expiry) | nil (no such entry) | nil, err
+ *
+ * An entry get_or_set wrote with stale / stale_if_error / early carries a
+ * soft expiry (hc_entry.h, flag 1): its key lives ttl + the stale window,
+ * but the TTL the caller asked for ends at the soft expiry, so that is
+ * what is reported (or the key's own TTL, when that is shorter). Past the
+ * soft expiry (a stale value, still returned by get) it reports 0.001:
+ * the smallest time left that is not 0, which means "never expires". The
+ * soft expiry is the writer's wall clock; entries without one report the
+ * key's PTTL as before. */
+static int ttl_raw(lua_State *L)
 {
     client *cl = hc_check_client(L);
     char key[HC_FULLKEY_MAX], err[HC_ERRLEN];
@@ -451,12 +466,23 @@ static int cache_ttl(lua_State *L)
     size_t lens[2];
     hc_cmd x = cmd2(argv, lens, "PTTL", key, kn);
     redisReply *xr;
-    long long ms;
+    long long ms, soft;
     int vis;
-    if (probe(cl, key, kn, 1, &x, &xr, &vis, -1, err) != 0) return hc_fail(L, err);
+    if (probe(cl, key, kn, 1, &x, &xr, &vis, -1, &soft, err) != 0) return hc_fail(L, err);
     ms = int_of(xr, -2);
-    if (ms == -2 || !vis) lua_pushnil(L);
-    else if (ms == -1) lua_pushinteger(L, 0);
+    if (ms == -2 || !vis) {
+        lua_pushnil(L);
+        return 1;
+    }
+    if (soft >= 0) {
+        struct timespec ts;
+        long long left;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        left = soft - ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+        if (left < 1) left = 1;
+        if (ms < 0 || left < ms) ms = left;
+    }
+    if (ms == -1) lua_pushinteger(L, 0);
     else lua_pushnumber(L, (lua_Number)ms / 1000.0);
     return 1;
 }
@@ -464,7 +490,7 @@ static int cache_ttl(lua_State *L)
 /* cache:expire(key, ttl) / cache:touch(key, ttl) -> true (the entry
  * exists) | false | nil, err. ttl nil: the cache default; 0: no expiry.
  * A tagged entry's tag keys are made to live as long. */
-static int cache_expire(lua_State *L)
+static int expire_raw(lua_State *L)
 {
     client *cl = hc_check_client(L);
     char key[HC_FULLKEY_MAX], err[HC_ERRLEN], num[32];
@@ -480,12 +506,12 @@ static int cache_expire(lua_State *L)
         a1[2] = num;
         l1[2] = (size_t)snprintf(num, sizeof num, "%lld", ms);
         x[0].argc = 3;
-        if (probe(cl, key, kn, 1, x, xr, &vis, ms, err) != 0) return hc_fail(L, err);
+        if (probe(cl, key, kn, 1, x, xr, &vis, ms, NULL, err) != 0) return hc_fail(L, err);
         ok = int_of(xr[0], 0) == 1;
     } else {
         x[0] = cmd2(a1, l1, "PERSIST", key, kn);
         x[1] = cmd2(a2, l2, "EXISTS", key, kn);
-        if (probe(cl, key, kn, 2, x, xr, &vis, 0, err) != 0) return hc_fail(L, err);
+        if (probe(cl, key, kn, 2, x, xr, &vis, 0, NULL, err) != 0) return hc_fail(L, err);
         freeReplyObject(xr[0]);
         ok = int_of(xr[1], 0) == 1;
     }
@@ -493,8 +519,13 @@ static int cache_expire(lua_State *L)
     return 1;
 }
 
+static int cache_ttl(lua_State *L) { return hc_call_observed(L, ttl_raw, HC_OP_TTL, 0); }
+static int cache_expire(lua_State *L) { return hc_call_observed(L, expire_raw, HC_OP_EXPIRE, 0); }
+
+static int persist_raw(lua_State *L) { return probe_bool(L, "PERSIST", 0); }
+
 /* cache:persist(key) -> true (a TTL was removed) | false | nil, err */
-static int cache_persist(lua_State *L) { return probe_bool(L, "PERSIST", 0); }
+static int cache_persist(lua_State *L) { return hc_call_observed(L, persist_raw, HC_OP_EXPIRE, 0); }
 
 /* ---- get_or_set's read, keys()'s filter -------------------------------------- */
 
@@ -565,7 +596,13 @@ static int cache_visible(lua_State *L)
     redisReply **r;
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
+    hc_list_check(L, 2, 2, "full keys");
     n = (int)lua_rawlen(L, 2);
+    for (i = 1; i <= n; i++) { /* every element checked before anything is built */
+        lua_rawgeti(L, 2, i);
+        if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, 2, "full keys expected");
+        lua_pop(L, 1);
+    }
     if (n == 0) {
         lua_newtable(L);
         return 1;
@@ -584,7 +621,7 @@ static int cache_visible(lua_State *L)
         lua_rawgeti(L, 2, i + 1);
         argv[4 * i] = "GETRANGE";
         lens[4 * i] = 8;
-        argv[4 * i + 1] = luaL_checklstring(L, -1, &lens[4 * i + 1]); /* anchored by the list */
+        argv[4 * i + 1] = lua_tolstring(L, -1, &lens[4 * i + 1]); /* a string, anchored by the list */
         lua_pop(L, 1);
         argv[4 * i + 2] = "0";
         lens[4 * i + 2] = 1;

@@ -17,8 +17,9 @@
  *          tags are current, from an earlier answer ('' if none)
  *   del    V lease wake                              -> 0, 1, or the header
  *          of the deleted entry when it was tagged (visible or not?)
- *   incr   V lease wake | delta                      -> new value, nil
- *          (no such key), or an error reply
+ *   incr   V lease wake | delta                      -> new value as a
+ *          string (INCRBY's integer would pass through a Lua double and
+ *          lose digits above 2^53), nil (no such key), or an error reply
  *   rename V lease wake V2 lease2 wake2              -> 0, 1, or the header
  *   fill   V lease wake epoch | lease-value epoch bytes px
  *          -> 1 stored; 0 the lease was revoked or the epoch moved on
@@ -73,6 +74,7 @@ static const char write_src[] =
     "    k, a = k + 3, a + 1\n"
     "  elseif op == 'incr' then\n"
     "    if redis.call('EXISTS', KEYS[k]) == 1 then r = redis.pcall('INCRBY', KEYS[k], ARGV[a + 1])\n"
+    "      if type(r) == 'number' then r = redis.call('GET', KEYS[k]) end\n"
     "    else r = false end\n"
     "    revoke(KEYS[k + 1], KEYS[k + 2])\n"
     "    k, a = k + 3, a + 2\n"
@@ -164,7 +166,11 @@ static const char tags_src[] =
 /* ACQUIRE: a lock in one round trip, with a fencing token that strictly
  * increases for each grant: max(last + 1, the server's time in µs), so a
  * fence counter lost with its data (restart, failover, eviction) does not
- * let fences go back while the server's clock does not.
+ * let fences go back while the server's clock does not. Exactness: the
+ * script's numbers are doubles, exact for integers up to 2^53 (about
+ * 9.007e15); a fence is the server's Unix time in µs (about 1.7e15, and
+ * below 2^53 until the year 2255) plus the grants since, so f, the
+ * '%.0f' stored and the integer reply {1, f} are all exact.
  * KEYS: lock fence  ARGV: token, ttl ms, fence ttl ms
  * -> {1, fence} | {0, pttl} */
 static const char acquire_src[] =

@@ -13,13 +13,15 @@
 #define FAMILY_LEN 64
 
 static const char *const op_names[HC_OPS] = {
-    "get", "set", "get_many", "set_many", "delete", "incr", "get_or_set", "lock", "invalidate"};
+    "get", "set", "get_many", "set_many", "delete", "incr", "get_or_set", "lock", "invalidate",
+    "has_key", "ttl", "expire"};
 
 typedef struct counters {
     unsigned long long hits, misses, sets, deletes, invalidations, errors, stale, waits, computes,
         lock_waits, bytes_in, bytes_out;
     unsigned long long ops[HC_OPS];
     unsigned long long lat[HC_OPS][BUCKETS];
+    double sum[HC_OPS]; /* seconds */
 } counters;
 
 struct hc_stats {
@@ -57,6 +59,11 @@ int hc_stats_op_index(const char *name)
     return -1;
 }
 
+const char *hc_stats_op_name(int op)
+{
+    return op >= 0 && op < HC_OPS ? op_names[op] : "?";
+}
+
 /* The family of a key: the part before its first ':' (none if no ':'). */
 static counters *family(hc_stats *s, const char *k, size_t kn)
 {
@@ -90,31 +97,41 @@ static void add(counters *c, unsigned ev, unsigned long long n)
     if (ev & HC_EV_INVALIDATE) c->invalidations += n;
 }
 
+/* Any double (negative, NaN, infinite from a bad t0) maps to a bucket. */
 static int bucket(double seconds)
 {
     double us = seconds * 1e6;
-    int b;
-    if (us < 1) return 0;
-    b = (int)(4.0 * log2(us)) + 1;
-    return b >= BUCKETS ? BUCKETS - 1 : b;
+    if (!(us >= 1)) return 0;
+    if (us >= 1e15) return BUCKETS - 1;
+    us = 4.0 * log2(us) + 1;
+    return us >= BUCKETS - 1 ? BUCKETS - 1 : (int)us;
 }
 
-static void record(counters *c, int op, unsigned ev, size_t in, size_t out, int b)
+/* A latency for the sums: finite and non-negative. */
+static double clamp_seconds(double seconds)
+{
+    return seconds >= 0 && seconds < 1e9 ? seconds : 0;
+}
+
+static void record(counters *c, int op, unsigned ev, size_t in, size_t out, int b, double secs)
 {
     add(c, ev, 1);
     c->bytes_in += in;
     c->bytes_out += out;
     c->ops[op]++;
     c->lat[op][b]++;
+    c->sum[op] += secs;
 }
 
 void hc_stats_record(hc_stats *s, int op, unsigned events, const char *k, size_t kn,
                      size_t bytes_in, size_t bytes_out, double t0)
 {
-    int b = bucket(hc_now() - t0);
+    double secs = clamp_seconds(hc_now() - t0);
+    int b = bucket(secs);
     counters *f = family(s, k, kn);
-    record(&s->all, op, events, bytes_in, bytes_out, b);
-    if (f) record(f, op, events, bytes_in, bytes_out, b);
+    if (op < 0 || op >= HC_OPS) return;
+    record(&s->all, op, events, bytes_in, bytes_out, b, secs);
+    if (f) record(f, op, events, bytes_in, bytes_out, b, secs);
 }
 
 void hc_stats_count(hc_stats *s, unsigned events, unsigned long long n, const char *k, size_t kn)
@@ -174,6 +191,8 @@ static void push_counters(lua_State *L, const counters *c)
         lua_setfield(L, -2, "p90");
         lua_pushnumber(L, quantile(c, op, 0.99));
         lua_setfield(L, -2, "p99");
+        lua_pushnumber(L, c->sum[op] * 1000.0);
+        lua_setfield(L, -2, "sum_ms");
         lua_setfield(L, -2, op_names[op]);
     }
     lua_setfield(L, -2, "ops");

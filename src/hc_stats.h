@@ -13,7 +13,7 @@
 
 enum {
     HC_OP_GET, HC_OP_SET, HC_OP_GET_MANY, HC_OP_SET_MANY, HC_OP_DELETE, HC_OP_INCR,
-    HC_OP_GET_OR_SET, HC_OP_LOCK, HC_OP_INVALIDATE, HC_OPS
+    HC_OP_GET_OR_SET, HC_OP_LOCK, HC_OP_INVALIDATE, HC_OP_HAS_KEY, HC_OP_TTL, HC_OP_EXPIRE, HC_OPS
 };
 
 /* What an operation did, for the counters. */
@@ -42,5 +42,7 @@ void hc_stats_push(lua_State *L, const hc_stats *s);
 void hc_stats_reset(hc_stats *s);
 
 int hc_stats_op_index(const char *name);
+/* The name of op (HC_OP_*), as stats() and events show it. */
+const char *hc_stats_op_name(int op);
 
 #endif

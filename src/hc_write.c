@@ -318,7 +318,7 @@ static int do_set(lua_State *L, client *cl, int mode, hc_taglist *tags)
     size_t out;
     double t0;
     int rc, n;
-    if (lua_isnone(L, 3)) luaL_argerror(L, 3, "value expected");
+    if (lua_isnil(L, 3)) luaL_argerror(L, 3, "value must not be nil (cache hicache.null for a null)");
     if (tags && cl->codec.ser == HC_SER_RAW)
         luaL_argerror(L, 5, "tags need the msgpack or json serializer (the raw one cannot carry them)");
     hc_buf_init(&val, cl->codec.max_bytes);
@@ -372,8 +372,10 @@ static int cache_set(lua_State *L)
     client *cl = hc_check_client(L);
     hc_taglist tags;
     int mode = 0, has_tags;
+    static const char *const known[] = {"nx", "xx", "tags", NULL};
+    if (lua_gettop(L) < 3) luaL_argerror(L, 3, "value expected");
     lua_settop(L, 5);
-    has_tags = hc_opts_tags(L, 5, 5, &tags);
+    has_tags = hc_opts_tags(L, 5, 5, &tags, known);
     if (!lua_isnil(L, 5)) {
         int nx, xx;
         lua_getfield(L, 5, "nx");
@@ -394,16 +396,20 @@ static int cache_add(lua_State *L)
     client *cl = hc_check_client(L);
     hc_taglist tags;
     int has_tags;
+    if (lua_gettop(L) < 3) luaL_argerror(L, 3, "value expected");
     lua_settop(L, 5);
-    has_tags = hc_opts_tags(L, 5, 5, &tags);
+    has_tags = hc_opts_tags(L, 5, 5, &tags, hc_opts_tags_only);
     return do_set(L, cl, 1, has_tags ? &tags : NULL);
 }
 
 /* ---- set_many ---------------------------------------------------------------- */
 
-/* cache:set_many(map, ttl) -> {failed keys} ({} when all stored) | nil, err */
+/* cache:set_many(map, ttl, opts) -> {failed keys} ({} when all stored) |
+ * nil, err. opts: nil or a table with no option (none is known yet; tags
+ * are per entry: use set). */
 static int cache_set_many(lua_State *L)
 {
+    static const char *const known[] = {NULL};
     client *cl = hc_check_client(L);
     char key[HC_FULLKEY_MAX], err[HC_CODEC_ERRLEN], ioerr[HC_ERRLEN];
     long long ms;
@@ -416,6 +422,7 @@ static int cache_set_many(lua_State *L)
 
     luaL_checktype(L, 2, LUA_TTABLE);
     ms = hc_ttl_arg(L, cl, 3);
+    hc_opts_check(L, 4, 4, known);
     lua_settop(L, 3);
     lua_newtable(L); /* 4: the keys, in a list, checked */
     lua_pushnil(L);
@@ -507,11 +514,11 @@ static int do_incr(lua_State *L, int sign)
     if (hc_wr_run(&w, cl, NULL, &r, err) != 0) {
         n = hc_fail(L, err);
     } else {
+        long long v;
         x = r->element[0];
-        if (x->type == REDIS_REPLY_INTEGER) {
-            lua_Integer v = (lua_Integer)x->integer;
-            freeReplyObject(r);
-            lua_pushinteger(L, v);
+        if (x->type == REDIS_REPLY_STRING && hc_parse_ll(x->str, x->len, &v) == 0) {
+            freeReplyObject(r); /* exact over int64: the script returns it as a string */
+            lua_pushinteger(L, (lua_Integer)v);
             n = 1;
         } else {
             int missing = x->type == REDIS_REPLY_NIL;
@@ -543,6 +550,7 @@ static int delete_keys(lua_State *L, client *cl, int idx, int list, long long *c
     hc_wr w;
     if (list) {
         luaL_checktype(L, idx, LUA_TTABLE);
+        hc_list_check(L, idx, idx, "keys");
         n = (int)lua_rawlen(L, idx);
         for (i = 1; i <= n; i++) { /* check every key before building anything */
             const char *why = NULL;
@@ -617,8 +625,10 @@ static int check_tag_args(lua_State *L, int idx)
 {
     int i, n;
     if (lua_type(L, idx) == LUA_TSTRING) n = 1;
-    else if (lua_type(L, idx) == LUA_TTABLE) n = (int)lua_rawlen(L, idx);
-    else return luaL_argerror(L, idx, "a tag or a list of tags expected");
+    else if (lua_type(L, idx) == LUA_TTABLE) {
+        hc_list_check(L, idx, idx, "tags");
+        n = (int)lua_rawlen(L, idx);
+    } else return luaL_argerror(L, idx, "a tag or a list of tags expected");
     for (i = 1; i <= n; i++) {
         size_t tn;
         if (lua_type(L, idx) == LUA_TTABLE) lua_rawgeti(L, idx, i);
@@ -684,6 +694,7 @@ static int cache_invalidate_full(lua_State *L)
     hc_wr w;
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 3);
+    hc_list_check(L, 2, 2, "full keys");
     n = (int)lua_rawlen(L, 2);
     for (i = 1; i <= n; i++) {
         size_t kn;
@@ -771,7 +782,7 @@ static int cache_bump_epoch(lua_State *L)
  * Moves the entry (value and TTL) from this cache's version to
  * version + delta, as Django's incr_version does (RENAME), and revokes
  * the leases of both keys, also when there is nothing to move. */
-static int cache_incr_version(lua_State *L)
+static int incr_version_raw(lua_State *L)
 {
     client *cl = hc_check_client(L);
     char from[HC_FULLKEY_MAX], to[HC_FULLKEY_MAX], err[HC_ERRLEN];
@@ -805,6 +816,11 @@ static int cache_incr_version(lua_State *L)
     if (!found) return hc_fail(L, "not found");
     lua_pushinteger(L, (lua_Integer)(cl->version + (long long)delta));
     return 1;
+}
+
+static int cache_incr_version(lua_State *L)
+{
+    return hc_call_observed(L, incr_version_raw, HC_OP_INVALIDATE, HC_EV_INVALIDATE);
 }
 
 static const luaL_Reg write_methods[] = {

@@ -74,9 +74,20 @@ function _M.parse_url(url)
       hostport, db = rest:match("^([^/]*)/?([^/]*)$")
     end
     if not hostport then return nil, bad("url", "malformed") end
-    local host, port = hostport:match("^%[([%x:.]+)%]:?(%d*)$")
-    if not host then host, port = hostport:match("^([^:]*):?([^:]*)$") end
-    if not host then return nil, bad("url", "malformed host") end
+    local host, port
+    if hostport:sub(1, 1) == "[" then -- an IPv6 literal: [addr] or [addr]:port
+      local after
+      host, after = hostport:match("^%[([%x:.]+)%](.*)$")
+      if host then port = after:match("^:(%d+)$") or (after == "" and "" or nil) end
+      if not host or not port or not host:find(":", 1, true) then
+        return nil, bad("url", "malformed IPv6 host (expected [address] or [address]:port)")
+      end
+    else
+      host, port = hostport:match("^([^:]*):?([^:]*)$")
+      if not host or not host:match("^[%w.%-_]*$") then
+        return nil, bad("url", "malformed host (a name, an IPv4 address or [an IPv6 address] expected)")
+      end
+    end
     if host ~= "" then f.host = host end
     if port ~= "" then
       f.port = tonumber(port:match("^%d+$"))

@@ -11,8 +11,11 @@ local lease = require "hicache.lease"
 local lock = require "hicache.lock"
 local memoize = require "hicache.memoize"
 local invalidate = require "hicache.invalidate"
+local argerror = require "hicache.argerror"
+local prometheus = require "hicache.prometheus"
 
-local type, error, setmetatable, pairs, ipairs = type, error, setmetatable, pairs, ipairs
+local type, setmetatable, pairs, tostring = type, setmetatable, pairs, tostring
+local raise = argerror.raise
 
 local _M = {
   _VERSION = core._VERSION,
@@ -30,21 +33,29 @@ function _M.new(opts)
   local settings, err, kind = config.settings(opts)
   if not settings then
     if kind == "tls" then return nil, err end
-    error(err, 2)
+    raise(err)
   end
   local cache = core.new(settings)
   settings_of[cache] = settings
   return cache
 end
 
-_M.parse_url = config.parse_url
+--- hicache.parse_url(url) -> fields | nil, err
+function _M.parse_url(url)
+  if type(url) ~= "string" then
+    raise("bad argument #1 to 'parse_url' (string expected, got " .. type(url) .. ")")
+  end
+  local f, err = config.parse_url(url)
+  if not f then return nil, err end
+  return f
+end
 
 local Cache = core.Client -- the methods table of the C class
 
 local EV, now = core.EV, core.now
 local STATUS_EVENTS = {
   hit = EV.hit, miss = EV.miss | EV.compute, waited = EV.hit | EV.wait,
-  stale = EV.hit | EV.stale, stale_error = EV.stale | EV.error,
+  stale = EV.hit | EV.stale, stale_error = EV.stale | EV.error | EV.compute,
 }
 
 local function observed(self)
@@ -62,53 +73,31 @@ function Cache:on_write(fn, opts) return invalidate.on_write(self, fn, opts) end
 --- cache:batch() -> deferred invalidations (commit / rollback)
 function Cache:batch() return invalidate.batch(self) end
 
---- cache:get_or_set(key, fn, opts) -> value, status[, err]
+--- cache:get_or_set(key, fn, opts) -> value, err, status
 function Cache:get_or_set(key, fn, opts)
+  local default_ttl = settings_of[self].ttl_ms / 1000
   if not observed(self) then
-    return lease.get_or_set(self, key, fn, opts, settings_of[self].ttl_ms / 1000)
+    local v, err, status = lease.get_or_set(self, key, fn, opts, default_ttl)
+    return v, err, status
   end
   local t0 = now()
-  local v, status, err = lease.get_or_set(self, key, fn, opts, settings_of[self].ttl_ms / 1000)
-  local ev = STATUS_EVENTS[status]
-  -- on a runtime failure get_or_set returned nil, err: the error is `status`
-  self:_record("get_or_set", ev or EV.error, self:_key(key), t0, ev == nil and status or err)
-  return v, status, err
+  local v, err, status, cause, stored = lease.get_or_set(self, key, fn, opts, default_ttl)
+  -- a runtime failure, or a bypass (the cache failed: fn ran without it)
+  local ev
+  if err ~= nil then ev = EV.error
+  elseif status == "bypass" then ev = EV.error | EV.compute
+  else ev = STATUS_EVENTS[status] end
+  if stored then ev = ev | EV.set end -- a fill counts in sets and bytes_out
+  local why = err or cause
+  self:_record("get_or_set", ev, self:_key(key), t0, why ~= nil and tostring(why) or nil, stored or 0)
+  return v, err, status
 end
 
---- cache:stats_text() -> the counters in the Prometheus text format
+--- cache:stats_text() -> the counters in the Prometheus text format | nil, err
 function Cache:stats_text()
   local st, err = self:stats()
   if not st then return nil, err end
-  local prefix = settings_of[self].prefix
-  local out = {}
-  local function esc(v) return (tostring(v):gsub("[\\\"\n]", { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" })) end
-  local counters = { "hits", "misses", "sets", "deletes", "invalidations", "errors", "stale", "waits",
-                     "computes", "lock_waits", "bytes_in", "bytes_out" }
-  local function emit(family, c)
-    local labels = ('prefix="%s"'):format(esc(prefix)) .. (family and (',family="%s"'):format(esc(family)) or "")
-    for _, name in ipairs(counters) do
-      out[#out + 1] = ("hicache_%s_total{%s} %d"):format(name, labels, c[name])
-    end
-    out[#out + 1] = ("hicache_hit_rate{%s} %.6f"):format(labels, c.hit_rate)
-    for op, q in pairs(c.ops) do
-      out[#out + 1] = ("hicache_operations_total{%s,op=\"%s\"} %d"):format(labels, op, q.count)
-      for _, p in ipairs { { "0.5", q.p50 }, { "0.9", q.p90 }, { "0.99", q.p99 } } do
-        out[#out + 1] = ("hicache_latency_ms{%s,op=\"%s\",quantile=\"%s\"} %.3f"):format(labels, op, p[1], p[2])
-      end
-    end
-  end
-  for _, name in ipairs(counters) do
-    out[#out + 1] = ("# TYPE hicache_%s_total counter"):format(name)
-  end
-  out[#out + 1] = "# TYPE hicache_hit_rate gauge"
-  out[#out + 1] = "# TYPE hicache_operations_total counter"
-  out[#out + 1] = "# TYPE hicache_latency_ms summary"
-  emit(nil, st)
-  local fams = {}
-  for f in pairs(st.families) do fams[#fams + 1] = f end
-  table.sort(fams)
-  for _, f in ipairs(fams) do emit(f, st.families[f]) end
-  return table.concat(out, "\n") .. "\n"
+  return prometheus.text(st, settings_of[self].prefix)
 end
 
 --- cache:lock(name, opts) -> lock | nil, "timeout" | nil, err
@@ -128,7 +117,11 @@ end
 
 --- cache:with_version(v) -> a cache on the same pool, at key version v
 function Cache:with_version(v)
-  if type(v) ~= "number" or v % 1 ~= 0 then error("version must be an integer", 2) end
+  if type(v) ~= "number" or v % 1 ~= 0 or v < -1e15 or v > 1e15 then
+    raise("bad argument #1 to 'with_version' (version must be an integer from -1e15 to 1e15)")
+  end
+  local alive, err = self:pool_stats()
+  if not alive then return nil, err end -- "closed"
   local s = {}
   for k, x in pairs(settings_of[self]) do s[k] = x end
   s.version = v
@@ -146,7 +139,7 @@ local SCAN_COUNT, BATCH = 1000, 500
 -- is returned by a final call as nil, err.
 function Cache:keys(pattern)
   pattern = pattern or "*"
-  if type(pattern) ~= "string" then error("pattern must be a string", 2) end
+  if type(pattern) ~= "string" then raise("bad argument #1 to 'keys' (pattern must be a string)") end
   local match = self:_scan_pattern(pattern)
   local cut = #self:_namespace() + 1
   local cursor, batch, i, done = "0", {}, 0, false
@@ -196,15 +189,24 @@ end
 --- cache:delete_pattern(pattern) -> number deleted | nil, err
 -- SCAN with a large COUNT, never KEYS. The pattern applies inside this
 -- cache's namespace only.
+-- delete_pattern and clear count as one delete operation each.
+local function observed_delete(self, pattern)
+  if not observed(self) then return delete_matching(self, pattern) end
+  local t0 = now()
+  local n, err = delete_matching(self, pattern)
+  self:_record("delete", n and EV.delete or EV.error, nil, t0, err)
+  return n, err
+end
+
 function Cache:delete_pattern(pattern)
-  if type(pattern) ~= "string" then error("pattern must be a string", 2) end
-  return delete_matching(self, pattern)
+  if type(pattern) ~= "string" then raise("bad argument #1 to 'delete_pattern' (pattern must be a string)") end
+  return observed_delete(self, pattern)
 end
 
 --- cache:clear() -> number deleted | nil, err
 -- Deletes this cache's prefix:version: namespace only, never FLUSHDB.
 function Cache:clear()
-  return delete_matching(self, "*")
+  return observed_delete(self, "*")
 end
 
 return _M

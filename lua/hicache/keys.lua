@@ -12,8 +12,9 @@
 -- runs in C (src/hc_keys.c); this module only checks the declaration.
 
 local core = require "hicache.core"
+local raise = require("hicache.argerror").raise
 
-local type, error, setmetatable, ipairs, tostring = type, error, setmetatable, ipairs, tostring
+local type, setmetatable, ipairs, pairs, tostring = type, setmetatable, ipairs, pairs, tostring
 
 local _M = { hash = core.hash }
 
@@ -36,14 +37,24 @@ function _M.hashed(name) return { name, "hashed" } end
 -- keys keep their head and end in "#" .. hash of the whole key.
 function _M.define(family, fields, opts)
   if type(family) ~= "string" or not family:match("^[%w_.%-]+$") then
-    error("family name must be a non-empty string of letters, digits, '_', '.' or '-'", 2)
+    raise("family name must be a non-empty string of letters, digits, '_', '.' or '-'")
   end
-  if type(fields) ~= "table" then error("fields must be a list", 2) end
+  if type(fields) ~= "table" then raise("fields must be a list") end
+  local n = #fields
+  for k in pairs(fields) do
+    if type(k) ~= "number" or k % 1 ~= 0 or k < 1 or k > n then
+      raise(("fields must be a list: the entry at %s is not in it (write keys.set(\"perms\"), not perms = ...)")
+        :format(type(k) == "string" and ("'" .. k .. "'") or tostring(k)))
+    end
+  end
   opts = opts or {}
-  if type(opts) ~= "table" then error("opts must be a table", 2) end
+  if type(opts) ~= "table" then raise("opts must be a table") end
+  for k in pairs(opts) do
+    if k ~= "max_length" then raise(("unknown keys.define option '%s'"):format(tostring(k))) end
+  end
   local max_length = opts.max_length or 200
   if type(max_length) ~= "number" or max_length % 1 ~= 0 or max_length < 64 then
-    error("opts.max_length must be an integer >= 64", 2)
+    raise("opts.max_length must be an integer >= 64")
   end
   local spec, seen, names = {}, {}, {}
   for i, f in ipairs(fields) do
@@ -54,17 +65,17 @@ function _M.define(family, fields, opts)
       name, kind = f[1], f[2] or "scalar"
     end
     if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
-      error(("field #%d: a field name must be an identifier"):format(i), 2)
+      raise(("field #%d: a field name must be an identifier"):format(i))
     end
     if not (SCALAR_KINDS[kind] or kind == "set" or kind == "list" or kind == "hashed") then
-      error(("field '%s': unknown kind '%s'"):format(name, tostring(kind)), 2)
+      raise(("field '%s': unknown kind '%s'"):format(name, tostring(kind)))
     end
-    if seen[name] then error(("field '%s' declared twice"):format(name), 2) end
+    if seen[name] then raise(("field '%s' declared twice"):format(name)) end
     seen[name] = true
     spec[i] = { name, kind }
     names[i] = name
   end
-  if #spec ~= #fields or #spec == 0 then error("fields must be a non-empty list", 2) end
+  if #spec ~= #fields or #spec == 0 then raise("fields must be a non-empty list") end
   return setmetatable({ family = family, fields = names }, {
     __call = core.key_builder(family, spec, max_length),
     __tostring = function() return "hicache.keys builder '" .. family .. "'" end,

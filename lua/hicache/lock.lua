@@ -13,10 +13,14 @@
 -- delete_pattern() never touch a held lock.
 
 local core = require "hicache.core"
+local argerror = require "hicache.argerror"
 
 local null = core.null
 local now, token = core.now, core.token
-local type, error, setmetatable, pcall = type, error, setmetatable, pcall
+local type, error, setmetatable, pcall, pairs, tostring = type, error, setmetatable, pcall, pairs, tostring
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+local unpack = table.unpack or rawget(_G, "unpack") -- 5.4 | 5.1
+local raise = argerror.raise
 local math_min, math_ceil, math_random = math.min, math.ceil, math.random
 
 local _M = {}
@@ -46,27 +50,36 @@ local function block(cache, wake, seconds)
   return r ~= null
 end
 
-local function check_ttl(ttl, level)
-  if type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl == math.huge then
-    error("ttl must be a positive number of seconds (locks never live forever)", level)
+-- Lock TTLs and waits are at most this many seconds (about 31 years):
+-- Redis takes PX as a 64-bit integer of ms, and a TTL is never "forever".
+local MAX_SECONDS = 1e9
+
+local TTL_RULE = "must be a positive number of seconds, at most 1e9 (locks never live forever)"
+
+local function check_ttl(ttl, what)
+  if type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl > MAX_SECONDS then
+    raise(what:format(TTL_RULE))
   end
   return math_ceil(ttl * 1000)
 end
 
 --- cache:lock(name, opts) -> lock | nil, "timeout" | nil, err
 function _M.acquire(cache, name, opts)
-  if type(name) ~= "string" or name == "" then error("lock name must be a non-empty string", 3) end
+  if type(name) ~= "string" or name == "" then
+    raise("bad argument #1 to 'lock' (lock name must be a non-empty string)")
+  end
+  if #name > 1024 then raise("bad argument #1 to 'lock' (lock name must be at most 1024 bytes)") end
   opts = opts or {}
-  if type(opts) ~= "table" then error("opts must be a table", 3) end
+  if type(opts) ~= "table" then raise("bad argument #2 to 'lock' (opts must be a table)") end
   for k in pairs(opts) do
-    if k ~= "ttl" and k ~= "wait" and k ~= "renew" then error(("unknown lock option '%s'"):format(tostring(k)), 3) end
+    if k ~= "ttl" and k ~= "wait" and k ~= "renew" then raise(("unknown lock option '%s'"):format(tostring(k))) end
   end
-  local ttl_ms = check_ttl(opts.ttl == nil and 10 or opts.ttl, 4)
+  local ttl_ms = check_ttl(opts.ttl == nil and 10 or opts.ttl, "opts.ttl %s")
   local wait = opts.wait or 0
-  if type(wait) ~= "number" or wait ~= wait or wait < 0 or wait == math.huge then
-    error("wait must be a non-negative number of seconds", 3)
+  if type(wait) ~= "number" or wait ~= wait or wait < 0 or wait > MAX_SECONDS then
+    raise("opts.wait must be a non-negative number of seconds, at most 1e9")
   end
-  if #name > 1024 then error("lock name must be at most 1024 bytes", 3) end
+  if opts.renew ~= nil and type(opts.renew) ~= "boolean" then raise("opts.renew must be a boolean") end
   local key, fence_key, wake = cache:_lock_names(name)
   local tok = token()
   local deadline = now() + wait
@@ -119,7 +132,11 @@ end
 --- lock:extend(ttl, {replace = bool}) -> true | nil, "not owned" | nil, err
 -- By default adds ttl to the time left; replace = true sets it to ttl.
 function Lock:extend(ttl, opts)
-  local ms = check_ttl(ttl, 3)
+  local ms = check_ttl(ttl, "bad argument #1 to 'extend' (ttl %s)")
+  if opts ~= nil and type(opts) ~= "table" then raise("bad argument #2 to 'extend' (opts must be a table)") end
+  for k in pairs(opts or {}) do
+    if k ~= "replace" then raise(("unknown extend option '%s'"):format(tostring(k))) end
+  end
   local replace = opts and opts.replace
   local t0 = now()
   local r, err = self.cache:_eval("extend", 1, self.key, self.token, ms, replace and "1" or "0")
@@ -141,14 +158,14 @@ function Lock:owned()
   return v == self.token
 end
 
---- lock:remaining() -> ms of validity left by the local monotonic clock,
--- minus a drift margin; 0 when expired or released. With renew = true the
--- watchdog keeps the lock in Redis: remaining() then counts from the last
--- local grant or extend only.
+--- lock:remaining() -> seconds of validity left by the local monotonic
+-- clock, minus a drift margin (ms precision); 0 when expired or released.
+-- With renew = true the watchdog keeps the lock in Redis: remaining()
+-- then counts from the last local grant or extend only.
 function Lock:remaining()
   if self.released then return 0 end
   local left = self.ttl_ms - (now() - self.acquired_at) * 1000 - drift_ms(self.ttl_ms)
-  return left > 0 and math.floor(left) or 0
+  return left > 0 and math.floor(left) / 1000 or 0
 end
 
 function Lock:renewals()
@@ -165,13 +182,13 @@ end
 --- cache:with_lock(name, opts, fn, ...) -> fn's results | nil, "timeout" | nil, err
 -- Releases on return and on error (then re-raises the error).
 function _M.with_lock(cache, name, opts, fn, ...)
-  if type(fn) ~= "function" then error("bad argument #3 to 'with_lock' (function expected)", 3) end
-  local lock, err = _M.acquire(cache, name, opts)
+  if type(fn) ~= "function" then raise("bad argument #3 to 'with_lock' (function expected, got " .. type(fn) .. ")") end
+  local lock, err = cache:lock(name, opts) -- observed like any cache:lock
   if not lock then return nil, err end
-  local res = table.pack(pcall(fn, ...))
+  local res = pack(pcall(fn, ...))
   lock:release()
   if not res[1] then error(res[2], 0) end
-  return table.unpack(res, 2, res.n)
+  return unpack(res, 2, res.n)
 end
 
 _M.Lock = Lock

@@ -1,50 +1,78 @@
 --- hicache.memoize: cache:memoize(fn, opts) -> a callable that caches
 -- fn's results (all of them) per arguments, stampede-safe because it is
 -- get_or_set underneath.
+--
+-- The memoized callable returns what fn returns. fn's `nil, err` (err
+-- neither nil nor a number) is a failed computation: returned as is,
+-- never cached. When the cache fails (Redis down, a timeout), fn is
+-- called directly (get_or_set's "bypass"), unless opts.bypass = false:
+-- then the call returns nil, err.
 
 local core = require "hicache.core"
+local argerror = require "hicache.argerror"
+local lease = require "hicache.lease"
 
-local type, error, setmetatable = type, error, setmetatable
-local pairs, tostring, getmetatable = pairs, tostring, getmetatable
-local pack, unpack = table.pack, table.unpack
+local type, setmetatable, pcall = type, setmetatable, pcall
+local pairs, tostring, getmetatable, select = pairs, tostring, getmetatable, select
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+local unpack = table.unpack or rawget(_G, "unpack") -- 5.4 | 5.1
 local args_key = core.args_key
+local raise, rethrow = argerror.raise, argerror.rethrow
 
 local _M = {}
 
-local GOS_OPTS = { ttl = true, neg_ttl = true, stale = true, stale_if_error = true, early = true,
-                   wait = true, lease_ttl = true, on_wait_timeout = true }
+local function is_callable(f)
+  if type(f) == "function" then return true end
+  local mt = type(f) == "table" and getmetatable(f)
+  return mt and type(mt) == "table" and mt.__call ~= nil
+end
 
 function _M.new(cache, fn, opts)
-  if type(fn) ~= "function" then error("bad argument #1 to 'memoize' (function expected)", 3) end
-  if type(opts) ~= "table" then error("memoize needs opts with a name", 3) end
+  if not is_callable(fn) then raise("bad argument #1 to 'memoize' (function expected, got " .. type(fn) .. ")") end
+  if type(opts) ~= "table" then
+    raise("bad argument #2 to 'memoize' (opts with a name expected, got " .. type(opts) .. ")")
+  end
   local name = opts.name
   if type(name) ~= "string" or not name:match("^[%w_.%-]+$") then
-    error("opts.name must be a non-empty string of letters, digits, '_', '.' or '-'"
-      .. " (a function's identity is not a key across processes)", 3)
+    raise("opts.name must be a non-empty string of letters, digits, '_', '.' or '-'"
+      .. " (a function's identity is not a key across processes)")
   end
   local key_of = opts.key
-  if key_of ~= nil and type(key_of) ~= "function" and not (type(key_of) == "table" and getmetatable(key_of)) then
-    error("opts.key must be a key builder or a function of the arguments", 3)
+  if key_of ~= nil and not is_callable(key_of) then
+    raise("opts.key must be a key builder or a function of the arguments")
   end
   local gos = {}
   for k, v in pairs(opts) do
-    if GOS_OPTS[k] then gos[k] = v
+    if lease.OPTIONS[k] and k ~= "tags" then gos[k] = v
     elseif k ~= "name" and k ~= "key" and k ~= "tags" then
-      error(("unknown memoize option '%s'"):format(tostring(k)), 3)
+      raise(("unknown memoize option '%s'"):format(tostring(k)))
     end
   end
+  lease.check_opts(gos) -- refuse bad values now, not on the first call
   local tags = opts.tags
-  if tags ~= nil and type(tags) ~= "table" and type(tags) ~= "function" then
-    error("opts.tags must be a list of tags or a function of the arguments", 3)
+  if tags ~= nil then
+    if type(tags) == "table" and not is_callable(tags) then lease.check_tags(tags)
+    elseif type(tags) ~= "function" then
+      raise("opts.tags must be a list of tags or a function of the arguments")
+    end
   end
   local with_tags = {}
   for k, v in pairs(gos) do with_tags[k] = v end
 
+  -- The key of the arguments; a builder's or args_key's argument errors
+  -- are raised at the caller's line.
   local function key(...)
-    if key_of == nil then return args_key(name, 200, ...) end
-    local k = key_of(...)
-    if type(key_of) == "table" then return k end  -- a builder: its family is the name
-    if type(k) ~= "string" and type(k) ~= "number" then error("opts.key returned no key", 3) end
+    if key_of == nil then
+      local ok, k = pcall(args_key, name, 200, ...)
+      if not ok then rethrow(k, "memoized '" .. name .. "'", 2) end
+      return k
+    end
+    local ok, k = pcall(key_of, ...)
+    if not ok then rethrow(k) end
+    if type(key_of) == "table" then return k end -- a builder: its family is the name
+    if (type(k) ~= "string" or k == "") and type(k) ~= "number" then
+      raise("memoize '" .. name .. "': opts.key returned no key (a string or a number expected)")
+    end
     return name .. ":" .. k
   end
 
@@ -53,22 +81,26 @@ function _M.new(cache, fn, opts)
     local o = gos
     if tags then
       o = with_tags
-      o.tags = type(tags) == "function" and tags(...) or tags
+      if type(tags) == "function" then
+        local t = tags(...)
+        if type(t) ~= "table" then raise("memoize '" .. name .. "': opts.tags returned no list") end
+        o.tags = t
+      else
+        o.tags = tags
+      end
     end
-    local v, status = cache:get_or_set(key(...), function()
+    local v, err = cache:get_or_set(key(...), function()
       local res = pack(fn(unpack(args, 1, args.n)))
+      if res[1] == nil and res[2] ~= nil and type(res[2]) ~= "number" then
+        return nil, res[2] -- fn failed: nil, err, not cached
+      end
       -- no result, or only nils: a nil result (cached only with neg_ttl)
-      local any = false
-      for i = 1, res.n do if res[i] ~= nil then any = true; break end end
-      if not any then return nil end
-      return res
-    end, o)
-    if v == nil then
-      -- status nil: the cache failed (Redis down, ...): the cache is an
-      -- optimisation, so compute without it rather than fail the caller
-      if status == nil then return fn(...) end
+      for i = 1, res.n do
+        if res[i] ~= nil then return res end
+      end
       return nil
-    end
+    end, o)
+    if v == nil then return nil, err end
     return unpack(v, 1, v.n)
   end
 
@@ -82,7 +114,7 @@ function _M.new(cache, fn, opts)
       return unpack(v, 1, v.n)
     end,
   }
-  return setmetatable(m, { __call = call })
+  return setmetatable(m, { __call = call, __tostring = function() return "hicache memoized '" .. name .. "'" end })
 end
 
 return _M

@@ -10,13 +10,15 @@
 
 local hicache = require "hicache"
 local core = require "hicache.core"
+local raise = require("hicache.argerror").raise
 
-local type, error, pairs, setmetatable = type, error, pairs, setmetatable
+local type, pairs, setmetatable = type, pairs, setmetatable
 
 local _M = {}
 
 local recorders = setmetatable({}, { __mode = "k" }) -- cache -> list of recorders
 local created = {}                                    -- caches to clear in cleanup()
+local quiet = 0                                       -- > 0: inside an assertion
 
 --- testing.cache(opts) -> an isolated cache on a real Redis: a random
 -- prefix (opts.prefix is refused), the Redis of HICACHE_TEST_HOST/PORT or
@@ -25,27 +27,35 @@ local created = {}                                    -- caches to clear in clea
 -- called inside one.
 function _M.cache(opts)
   opts = opts or {}
-  if type(opts) ~= "table" then error("opts must be a table", 2) end
-  if opts.prefix ~= nil then error("testing.cache chooses its own random prefix", 2) end
+  if type(opts) ~= "table" then raise("bad argument #1 to 'cache' (opts must be a table)") end
+  if opts.prefix ~= nil then raise("testing.cache chooses its own random prefix") end
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
   o.prefix = "test-" .. core.token():sub(1, 12)
-  if not (o.url or o.host or o.path) then
-    o.url = os.getenv("HICACHE_TEST_URL")
-    if not o.url then
-      o.host = os.getenv("HICACHE_TEST_HOST") or "127.0.0.1"
-      o.port = tonumber(os.getenv("HICACHE_TEST_PORT") or 6379)
-    end
+  -- the caller's options win; the environment fills in what they lack
+  if not (o.url or o.host or o.path or o.port) then o.url = os.getenv("HICACHE_TEST_URL") end
+  if not (o.url or o.path) then
+    o.host = o.host or os.getenv("HICACHE_TEST_HOST") or "127.0.0.1"
+    o.port = o.port or tonumber(os.getenv("HICACHE_TEST_PORT") or 6379)
   end
   local user_hook = o.on_event
   local cache
   o.on_event = function(ev)
     if user_hook then user_hook(ev) end
+    if quiet > 0 then return end -- the assertions' own reads are not the code under test
     for _, rec in ipairs(recorders[cache] or {}) do
       if rec.on then rec.events[#rec.events + 1] = ev end
     end
   end
-  cache = assert(hicache.new(o))
+  local err
+  cache, err = hicache.new(o)
+  if not cache then raise("testing.cache: " .. tostring(err)) end
+  -- fail fast, at the caller's line, when there is no Redis to test with
+  local pong, perr = cache:command("PING")
+  if pong == nil then
+    local where = o.url and "the url given" or o.path or ((o.host or "?") .. ":" .. tostring(o.port))
+    raise(("testing.cache: redis at %s is unreachable: %s"):format(where, tostring(perr)))
+  end
   created[#created + 1] = cache
   local finally = rawget(_G, "finally")
   if type(finally) == "function" then pcall(finally, function() cache:clear() end) end
@@ -93,13 +103,23 @@ function Recorder:clear() self.events = {} end
 function Recorder:stop() self.on = false end
 
 --- Whether a key is cached (with tags: whether the tagged entry is).
+-- Raises (at the caller's line) when Redis fails: an assertion must not
+-- pass or fail for a reason other than the one it checks.
 function _M.is_cached(cache, key, tags)
+  local found, err
+  quiet = quiet + 1
   if tags then
-    return cache:get(key, nil, { tags = tags }) ~= nil
+    local ok, v, e = pcall(cache.get, cache, key, nil, { tags = tags })
+    found, err = ok and v ~= nil, ok and e or v
+    if ok and e == nil then err = nil end
+  else
+    local ok, e1, e2 = pcall(cache.has_key, cache, key)
+    found, err = ok and e1, ok and e2 or e1
+    if ok and e1 ~= nil then err = nil end
   end
-  local exists, err = cache:has_key(key)
-  if exists == nil then error(err, 2) end
-  return exists
+  quiet = quiet - 1
+  if err ~= nil then raise("is_cached: " .. tostring(err)) end
+  return found
 end
 
 -- busted / luassert: assert.is_cached(cache, key[, tags]) and
@@ -108,10 +128,15 @@ do
   local ok_assert, luassert = pcall(require, "luassert")
   local ok_say, say = pcall(require, "say")
   if ok_assert and ok_say then
-    say:set("assertion.cached.positive", "Expected key %s to be cached")
-    say:set("assertion.cached.negative", "Expected key %s not to be cached")
+    -- the message names the key as given (luassert would print the
+    -- cache object first, and decorate the key with its type)
     luassert:register("assertion", "cached", function(_, args)
-      return _M.is_cached(args[1], args[2], args[3])
+      local key = tostring(args[2]):gsub("%%", "%%%%")
+      say:set("assertion.cached.positive", "Expected key '" .. key .. "' to be cached")
+      say:set("assertion.cached.negative", "Expected key '" .. key .. "' not to be cached")
+      local ok = _M.is_cached(args[1], args[2], args[3])
+      args.n = 0
+      return ok
     end, "assertion.cached.positive", "assertion.cached.negative")
   end
 end

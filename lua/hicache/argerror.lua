@@ -1,0 +1,70 @@
+--- hicache.argerror: argument errors at the caller's line.
+--
+-- The Lua layer calls itself (a public method may run behind a stats
+-- wrapper, a memoized callable, a batch, a tail call or not), so a fixed
+-- `error(msg, 2)` points into the library on some path. raise() walks
+-- the stack instead and blames the first frame that is neither a file of
+-- this library nor C: the user's line, whatever the options.
+
+local getinfo, error, type = debug.getinfo, error, type
+
+local _M = {}
+
+-- "@/…/lua/hicache/" (the directory of this file, as Lua names chunks)
+local LIB = getinfo(1, "S").source:match("^(@.*[/\\])[^/\\]+$") or "@"
+
+local function in_library(info)
+  return info.what == "C" or info.source:sub(1, #LIB) == LIB
+end
+
+-- The level (as error() counts from the function that calls this one's
+-- caller) of the first frame outside the library.
+local function user_level()
+  local level = 3 -- 1: user_level, 2: raise, 3: the library function
+  while true do
+    local info = getinfo(level, "S")
+    if info == nil then return 0 end -- no user frame: no position
+    if not in_library(info) then return level - 1 end
+    level = level + 1
+  end
+end
+
+--- raise(msg): error(msg) positioned at the user's line.
+function _M.raise(msg)
+  error(msg, user_level())
+end
+
+--- strip(err): the message of an error raised inside the library (by the
+-- C core or a Lua module) without its library position prefix.
+local function strip(err)
+  if type(err) ~= "string" then return err end
+  local pos = LIB:sub(2)
+  if err:sub(1, #pos) == pos then
+    return (err:gsub("^[^\n]-:%d+: ", "", 1))
+  end
+  return err
+end
+_M.strip = strip
+
+--- rethrow(err, name, shift): re-raises an argument error that the C core
+-- (or a module of this library) raised for the library at the user's
+-- line, naming the public function `name` and, when the C function was
+-- called by pcall directly (no position, "bad argument #N to '?'"),
+-- counting its argument from the public function's: N - shift. Errors
+-- raised in the user's own code keep their position.
+function _M.rethrow(err, name, shift)
+  if type(err) ~= "string" then error(err, 0) end
+  local msg = strip(err)
+  if msg == err and err:find("^[^\n]-:%d+: ") then error(err, 0) end -- the user's own
+  if name then
+    local n = msg:match("^bad argument #(%d+) to '%?'")
+    if n and shift then
+      msg = msg:gsub("^bad argument #%d+ to '%?'", ("bad argument #%d to '%s'"):format(n - shift, name), 1)
+    else
+      msg = msg:gsub("^bad argument #(%d+) to '[^']*'", "bad argument #%1 to '" .. name .. "'", 1)
+    end
+  end
+  error(msg, user_level())
+end
+
+return _M
