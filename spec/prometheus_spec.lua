@@ -17,7 +17,7 @@ local function parse(text)
 import sys, json
 from prometheus_client.parser import text_string_to_metric_families
 fams = []
-for fam in text_string_to_metric_families(open(sys.argv[1]).read()):
+for fam in text_string_to_metric_families(open(sys.argv[1], encoding="utf-8").read()):
     fams.append({"name": fam.name, "type": fam.type,
                  "samples": [[s.name, s.labels, s.value] for s in fam.samples]})
 print(json.dumps(fams))' ]] .. path)
@@ -75,6 +75,73 @@ describe("cache:stats_text()", function()
     assert.is_true(sum > 0 and sum < 60)
     assert.equal(st.ops.get.p99 / 1000,
       sample("hicache_latency_seconds", "hicache_latency_seconds", { prefix = prefix, op = "get", quantile = "0.99" }))
+  end)
+
+  it("every sample, in every key family and operation, equals stats(); nothing else is there", function()
+    local c = H.cache { prefix = "pr2" }
+    local events = 0
+    c:set("user:1", ("u"):rep(40))
+    c:get("user:1")
+    c:get("user:2")
+    c:get_many { "user:1", "order:9", "plain" }
+    c:set_many { ["order:1"] = 1, ["order:2"] = 2 }
+    c:incr("order:1", 5)
+    c:delete("order:2")
+    c:invalidate("user:1")
+    c:get_or_set("report:x", function() events = events + 1; return { 1, 2 } end)
+    c:get_or_set("report:x", function() events = events + 1; return { 1, 2 } end)
+    assert(c:lock("mutex")):release()
+    c:set("bin\xff:1", 1)                 -- a key family that is not UTF-8
+    c:get('q"u\\o\nte:1')                -- quote, backslash, newline in a family
+    local st = assert(c:stats())
+    local fams = parse(assert(c:stats_text()))
+    -- the label a family gets: invalid UTF-8 bytes become U+FFFD
+    local raw_family = { ["bin\u{FFFD}"] = "bin\xff" }
+    local want_samples = 0
+    local scopes = { st }
+    for _, f in pairs(st.families) do scopes[#scopes + 1] = f end
+    for _, scope in ipairs(scopes) do
+      want_samples = want_samples + 13 -- 12 counters and the hit rate
+      for _ in pairs(scope.ops) do want_samples = want_samples + 6 end -- count, 3 quantiles, _sum, _count
+    end
+    assert.is_truthy(st.families.user and st.families.order and st.families.report and st.families["bin\xff"]
+      and st.families['q"u\\o\nte'])
+    local seen, nsamples = {}, 0
+    for _, fam in ipairs(fams) do
+      assert.is_nil(seen[fam.name], "family " .. fam.name .. " appears twice")
+      seen[fam.name] = true
+      for _, s in ipairs(fam.samples) do
+        nsamples = nsamples + 1
+        local name, labels, value = s[1], s[2], s[3]
+        assert.equal("pr2", labels.prefix)
+        local scope = st
+        if labels.family then
+          scope = st.families[raw_family[labels.family] or labels.family]
+          assert.is_table(scope, "unknown family label " .. labels.family)
+        end
+        local want
+        local counter = name:match("^hicache_(.+)_total$")
+        if name == "hicache_hit_rate" then
+          want = scope.hit_rate
+        elseif name == "hicache_operations_total" then
+          want = scope.ops[labels.op].count
+        elseif name == "hicache_latency_seconds" then
+          want = scope.ops[labels.op]["p" .. tostring(tonumber(labels.quantile) * 100):gsub("%.0$", "")] / 1000
+        elseif name == "hicache_latency_seconds_sum" then
+          want = scope.ops[labels.op].sum_ms / 1000
+          assert.is_true(value > 0, "a latency sum of 0 for " .. labels.op)
+        elseif name == "hicache_latency_seconds_count" then
+          want = scope.ops[labels.op].count
+        elseif counter then
+          want = scope[counter]
+        end
+        assert.is_number(want, "unexpected sample " .. name)
+        assert.equal(want, value, name .. " " .. require("pl.pretty").write(labels, ""))
+      end
+    end
+    assert.equal(want_samples, nsamples)
+    assert.is_true(st.ops.get_or_set.count == 2 and st.ops.lock.count == 1 and events == 1)
+    c:clear()
   end)
 
   it("returns nil, err when stats are off", function()

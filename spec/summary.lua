@@ -10,7 +10,9 @@ return function(options)
   local function report(kind, t)
     local msg = t.message
     if type(msg) ~= "string" then msg = require("pl.pretty").write(msg) end
-    local where = t.trace and t.trace.short_src and
+    -- where the message says it was raised (errors raised for the
+    -- caller's line, e.g. argument errors), else where busted caught it
+    local where = msg and msg:match("^([^\n]-:%d+): ") or t.trace and t.trace.short_src and
       (t.trace.short_src .. ":" .. tostring(t.trace.currentline)) or "?"
     io_write(string_format("\n%s: %s\n  at %s\n  %s\n", kind, t.name or "?", where,
       (msg or ""):gsub("\n", "\n  ")))

@@ -79,6 +79,11 @@ describe("hicache.testing", function()
     local ok, err = pcall(function() return testing.cache { host = "127.0.0.1", port = 1 } end)
     assert.is_false(ok)
     assert.matches("^spec/testing_spec.lua:" .. line .. ": testing.cache: redis at 127.0.0.1:1 is unreachable: ", err)
+    -- a URL: its address in the message, never its password
+    ok, err = pcall(testing.cache, { url = "redis://:s3cret@127.0.0.1:1/0" })
+    assert.is_false(ok)
+    assert.matches("redis at 127.0.0.1:1 is unreachable: connection refused", err, 1, true)
+    assert.is_nil(err:find("s3cret", 1, true))
   end)
 
   it("an explicit port wins over HICACHE_TEST_PORT", function()

@@ -39,6 +39,10 @@ static inline client *hc_check_client(lua_State *L)
 void hc_client_event(lua_State *L, client *cl, int op, unsigned events, const char *key, size_t kn,
                      size_t bytes_in, size_t bytes_out, double t0, const char *err);
 
+/* Counts bytes of a value read for an operation the Lua layer records
+ * (get_or_set reads through _read): stats only, no event. */
+void hc_client_bytes_in(client *cl, const char *key, size_t kn, size_t bytes_in);
+
 /* nil, err; returns 2. */
 int hc_fail(lua_State *L, const char *err);
 

@@ -330,19 +330,33 @@ static int client_pool_stats(lua_State *L)
     return 1;
 }
 
-void hc_client_event(lua_State *L, client *cl, int op, unsigned events, const char *key, size_t kn,
-                     size_t bytes_in, size_t bytes_out, double t0, const char *err)
+/* The user's key in a full key (prefix:version:key): skips prefix:version:. */
+static const char *user_key(const client *cl, const char *key, size_t kn, size_t *un)
 {
-    const char *user = key;
-    size_t un = kn;
-    if (key && kn > cl->prefix_len + 1) { /* skip prefix:version: */
+    *un = kn;
+    if (key && kn > cl->prefix_len + 1) {
         const char *p = key + cl->prefix_len + 1;
         const char *colon = memchr(p, ':', kn - (size_t)(p - key));
         if (colon) {
-            user = colon + 1;
-            un = kn - (size_t)(user - key);
+            *un = kn - (size_t)(colon + 1 - key);
+            return colon + 1;
         }
     }
+    return key;
+}
+
+void hc_client_bytes_in(client *cl, const char *key, size_t kn, size_t bytes_in)
+{
+    size_t un;
+    const char *user = user_key(cl, key, kn, &un);
+    if (cl->stats) hc_stats_bytes(cl->stats, bytes_in, 0, user, un);
+}
+
+void hc_client_event(lua_State *L, client *cl, int op, unsigned events, const char *key, size_t kn,
+                     size_t bytes_in, size_t bytes_out, double t0, const char *err)
+{
+    size_t un;
+    const char *user = user_key(cl, key, kn, &un);
     if (cl->stats) hc_stats_record(cl->stats, op, events, user, un, bytes_in, bytes_out, t0);
     if (cl->hook != LUA_NOREF) {
         const char *status = events & HC_EV_ERROR ? "error" : events & HC_EV_STALE ? "stale"
@@ -376,19 +390,32 @@ void hc_client_event(lua_State *L, client *cl, int op, unsigned events, const ch
 
 /* cache:_record(op, events, key, t0[, err[, bytes_out]]): an operation
  * done in Lua */
+static const char *record_opt_string(lua_State *L, int idx, size_t *n)
+{
+    *n = 0;
+    if (lua_isnoneornil(L, idx)) return NULL;
+    if (lua_type(L, idx) != LUA_TSTRING) luaL_argerror(L, idx, "string or nil expected");
+    return lua_tolstring(L, idx, n);
+}
+
 static int client_record(lua_State *L)
 {
     client *cl = hc_check_client(L);
-    int op = hc_stats_op_index(luaL_checkstring(L, 2));
-    lua_Integer evi = luaL_checkinteger(L, 3);
-    size_t kn = 0;
-    const char *key = luaL_optlstring(L, 4, NULL, &kn);
-    double t0 = (double)luaL_checknumber(L, 5);
-    const char *err = luaL_optstring(L, 6, NULL);
-    lua_Integer out = luaL_optinteger(L, 7, 0);
+    /* strict types: no string-number coercion (which would also rewrite a
+     * number key on the stack) */
+    int op = lua_type(L, 2) == LUA_TSTRING ? hc_stats_op_index(lua_tostring(L, 2)) : -1;
+    lua_Integer evi = lua_type(L, 3) == LUA_TNUMBER && hc_isinteger(L, 3) ? lua_tointeger(L, 3) : -1;
+    size_t kn, errn;
+    const char *key = record_opt_string(L, 4, &kn);
+    double t0 = lua_type(L, 5) == LUA_TNUMBER ? (double)lua_tonumber(L, 5) : -1;
+    const char *err = record_opt_string(L, 6, &errn);
+    lua_Integer out = lua_isnoneornil(L, 7) ? 0
+                    : lua_type(L, 7) == LUA_TNUMBER && hc_isinteger(L, 7) ? lua_tointeger(L, 7) : -1;
     unsigned ev;
-    if (op < 0) return luaL_argerror(L, 2, "unknown operation");
+    if (op < 0) return luaL_argerror(L, 2, "operation name expected (get, set, ..., expire)");
     if (evi < 0 || evi >= 2 * HC_EV_INVALIDATE) return luaL_argerror(L, 3, "event bits expected");
+    /* finite, and not before boot nor in the future: the histogram never
+     * sees a NaN or infinite latency (hc_stats clamps anyway) */
     if (!(t0 >= 0 && t0 <= hc_now())) return luaL_argerror(L, 5, "a start time from hicache.now() expected");
     if (kn > HC_FULLKEY_MAX) return luaL_argerror(L, 4, "key too long");
     if (out < 0) return luaL_argerror(L, 7, "a byte count expected");

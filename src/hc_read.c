@@ -572,6 +572,7 @@ static int cache_read(lua_State *L)
         lua_pushboolean(L, g.present);
         return 2;
     }
+    hc_client_bytes_in(cl, key, kn, g.r->len); /* get_or_set's reads count like get's */
     hc_decoding_init(&m.d, &cl->codec, g.r->str, g.r->len);
     top = lua_gettop(L);
     st = hc_pcall(L, read_meta_cb, &m, 0, LUA_MULTRET);

@@ -107,10 +107,12 @@ static int bucket(double seconds)
     return us >= BUCKETS - 1 ? BUCKETS - 1 : (int)us;
 }
 
-/* A latency for the sums: finite and non-negative. */
+/* A latency for the sums and buckets: finite, from 0 to 1e9 s (NaN and
+ * negative -> 0, huge and infinite -> 1e9). */
 static double clamp_seconds(double seconds)
 {
-    return seconds >= 0 && seconds < 1e9 ? seconds : 0;
+    if (!(seconds >= 0)) return 0;
+    return seconds < 1e9 ? seconds : 1e9;
 }
 
 static void record(counters *c, int op, unsigned ev, size_t in, size_t out, int b, double secs)
@@ -128,8 +130,9 @@ void hc_stats_record(hc_stats *s, int op, unsigned events, const char *k, size_t
 {
     double secs = clamp_seconds(hc_now() - t0);
     int b = bucket(secs);
-    counters *f = family(s, k, kn);
+    counters *f;
     if (op < 0 || op >= HC_OPS) return;
+    f = family(s, k, kn);
     record(&s->all, op, events, bytes_in, bytes_out, b, secs);
     if (f) record(f, op, events, bytes_in, bytes_out, b, secs);
 }
@@ -139,6 +142,17 @@ void hc_stats_count(hc_stats *s, unsigned events, unsigned long long n, const ch
     counters *f = family(s, k, kn);
     add(&s->all, events, n);
     if (f) add(f, events, n);
+}
+
+void hc_stats_bytes(hc_stats *s, size_t bytes_in, size_t bytes_out, const char *k, size_t kn)
+{
+    counters *f = family(s, k, kn);
+    s->all.bytes_in += bytes_in;
+    s->all.bytes_out += bytes_out;
+    if (f) {
+        f->bytes_in += bytes_in;
+        f->bytes_out += bytes_out;
+    }
 }
 
 /* The upper bound (ms) of the bucket holding quantile q of op. */

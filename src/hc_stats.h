@@ -36,6 +36,10 @@ void hc_stats_record(hc_stats *s, int op, unsigned events, const char *k, size_t
 /* Adds n to a counter without an operation (get_many hits/misses). */
 void hc_stats_count(hc_stats *s, unsigned events, unsigned long long n, const char *k, size_t kn);
 
+/* Adds bytes read and written without an operation (get_or_set's reads,
+ * whose operation is recorded by the Lua layer). */
+void hc_stats_bytes(hc_stats *s, size_t bytes_in, size_t bytes_out, const char *k, size_t kn);
+
 /* Pushes the stats table (see README: cache:stats). */
 void hc_stats_push(lua_State *L, const hc_stats *s);
 

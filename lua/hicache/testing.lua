@@ -53,7 +53,12 @@ function _M.cache(opts)
   -- fail fast, at the caller's line, when there is no Redis to test with
   local pong, perr = cache:command("PING")
   if pong == nil then
-    local where = o.url and "the url given" or o.path or ((o.host or "?") .. ":" .. tostring(o.port))
+    pcall(cache.close, cache)
+    local where = o.path or ((o.host or "?") .. ":" .. tostring(o.port))
+    if o.url then -- its address, never its password
+      local f = hicache.parse_url(o.url) or {}
+      where = f.path or ((f.host or "127.0.0.1") .. ":" .. tostring(f.port or 6379))
+    end
     raise(("testing.cache: redis at %s is unreachable: %s"):format(where, tostring(perr)))
   end
   created[#created + 1] = cache
