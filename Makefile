@@ -83,17 +83,21 @@ compat-luajit:
 	@echo "compat-luajit: src/ compiles against $(LUAJIT_CFLAGS)"
 
 # The decoder's libFuzzer target (ASan + UBSan), run before the specs by
-# `make test`; FUZZ_SECONDS=0 skips it.
+# `make test`; FUZZ_SECONDS=0 skips it. One line on the screen; the whole
+# output in $(BUILD)/fuzz/fuzz.log.
 FUZZ_SECONDS ?= 60
 fuzz:
-	@if [ "$(FUZZ_SECONDS)" -gt 0 ]; then fuzz/run.sh $(FUZZ_SECONDS); fi
+	@if [ "$(FUZZ_SECONDS)" -gt 0 ]; then FUZZ_OUT=$(BUILD)/fuzz fuzz/run.sh $(FUZZ_SECONDS); fi
 
 # luacheck (Debian lua-check) over the Lua layer and the examples.
 lint:
 	@luacheck --no-color -q lua examples
 
+# The specs test the module just built (also with BUILD=/MODDIR= of your own).
+SPEC_ENV := HICACHE_MODDIR=$(abspath $(MODDIR)) HICACHE_TEST_BUILD=$(abspath $(SPECBIN))
+
 test: all compat-luajit lint fuzz
-	@spec/run.sh
+	@$(SPEC_ENV) spec/run.sh
 
 # The sanitized build lives in build/asan, apart from the normal one.
 ASAN_DIR := build/asan
@@ -104,7 +108,7 @@ test-asan:
 	  HICACHE_TEST_BUILD=$(CURDIR)/$(ASAN_DIR)/spec spec/run.sh
 
 valgrind: all
-	@HICACHE_RUNNER=valgrind spec/run.sh
+	@HICACHE_RUNNER=valgrind $(SPEC_ENV) spec/run.sh
 
 bench: all
 	@bench/run.sh

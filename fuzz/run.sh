@@ -10,8 +10,14 @@
 # build/fuzz/artifacts/. Replay one with:
 #   build/fuzz/decode_fuzz build/fuzz/artifacts/crash-<sha1>
 #
+# Output: one line on the screen ("fuzz: 60s on N seeds ... R runs in 60 s,
+# no crash"); everything libFuzzer prints goes to build/fuzz/fuzz.log. On a
+# failure the sanitizer's report (or the log's tail) is shown as well.
+#
 # Environment: CC (default clang), PKG_CONFIG (default pkg-config),
-# FUZZ_ARGS (extra libFuzzer flags, e.g. "-jobs=4 -workers=4").
+# FUZZ_ARGS (extra libFuzzer flags, e.g. "-jobs=4 -workers=4"), FUZZ_OUT
+# (the build and output directory, default build/fuzz; make passes
+# $(BUILD)/fuzz).
 set -euo pipefail
 
 secs=${1:-60}
@@ -22,7 +28,7 @@ esac
 cd "$(dirname "$0")/.."
 CC=${CC:-clang}
 PKG_CONFIG=${PKG_CONFIG:-pkg-config}
-out=build/fuzz
+out=${FUZZ_OUT:-build/fuzz}
 bin=$out/decode_fuzz
 mkdir -p "$out/artifacts"
 rm -f "$out"/artifacts/*   # what is left there afterwards is from this run
@@ -30,7 +36,8 @@ rm -f "$out"/artifacts/*   # what is left there afterwards is from this run
 # The decoder and what it links against (hc_reply.c for hc_pcall, hc_entry.c
 # for envelopes and the files that one uses).
 srcs="src/hc_codec.c src/hc_msgpack.c src/hc_json.c src/hc_reply.c src/hc_entry.c src/hc_names.c src/hc_cmd.c fuzz/decode_fuzz.c"
-echo "fuzz: building $bin"
+log=$out/fuzz.log   # everything the fuzzer prints; the screen gets one line
+: >"$log"
 # shellcheck disable=SC2046,SC2086 # word splitting of the flags is intended
 "$CC" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -std=c99 -Wall -Wextra \
@@ -53,16 +60,23 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 still_crash=""
 for f in fuzz/crashes/*; do
     [ -f "$f" ] || continue
+    echo "== regression input $f" >>"$log"
     if "$bin" -timeout=10 -rss_limit_mb=2048 "$f" >"$work/regress.log" 2>&1; then
-        : # runs cleanly
+        cat "$work/regress.log" >>"$log"
     else
+        cat "$work/regress.log" >>"$log"
         echo "fuzz: regression input $f still fails:" >&2
         grep -E 'CHECK FAILED|ERROR:|runtime error:|SUMMARY' "$work/regress.log" >&2 || tail -n 20 "$work/regress.log" >&2
         still_crash="$still_crash $f"
     fi
 done
 
-echo "fuzz: $(find fuzz/crashes -type f | wc -l) regression inputs replayed; running for ${secs}s on $(find "$work/corpus" -type f | wc -l) seeds"
+# One line on the screen: what runs now, completed by the result below.
+# libFuzzer's progress lines (thousands) go to $log only.
+nregress=$(find fuzz/crashes -type f | wc -l)
+printf 'fuzz: %ss on %s seeds (+%s regression inputs) ... ' "$secs" \
+    "$(find "$work/corpus" -type f | wc -l)" "$nregress"
+echo "== fuzzing for ${secs}s" >>"$log"
 set +e
 # shellcheck disable=SC2086 # FUZZ_ARGS is a list of flags
 "$bin" -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
@@ -70,24 +84,34 @@ set +e
     "$work/corpus" >"$work/log" 2>&1
 status=$?
 set -e
-# libFuzzer's ~3,000 progress lines go to a log file; the screen gets the
-# summary line below (or, on a failure, the log's tail).
-cp "$work/log" "$out/fuzz.log"
+cat "$work/log" >>"$log"
 
-if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|libFuzzer)|runtime error:|CHECK FAILED' "$work/log"; then
+pattern='ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|libFuzzer)|runtime error:|CHECK FAILED|==[0-9]+== ?ERROR'
+if grep -qE "$pattern" "$work/log"; then
     [ "$status" -ne 0 ] || status=1
 fi
 done_line=$(grep -E '^Done [0-9]+ runs in [0-9]+ second' "$work/log" | tail -n 1 || true)
 if [ "$status" -ne 0 ] || [ -z "$done_line" ]; then
-    tail -n 40 "$out/fuzz.log" >&2
-    echo "fuzz: FAILED (exit status $status); inputs in $out/artifacts/, log in $out/fuzz.log" >&2
+    echo "FAILED" >&2
+    # the report from its first line (the sanitizer's ERROR), else the tail
+    first=$(grep -nE "$pattern" "$work/log" | head -n 1 | cut -d: -f1)
+    if [ -n "$first" ]; then
+        # up to its SUMMARY line (at most 40 lines), then where the input went
+        last=$(awk -v f="$first" 'NR >= f && /^SUMMARY: /{ print NR; exit }' "$work/log")
+        [ -n "$last" ] && [ "$last" -lt $((first + 40)) ] || last=$((first + 40))
+        sed -n "${first},${last}p" "$work/log" >&2
+        grep -E 'Test unit written' "$work/log" >&2 || true
+    else
+        tail -n 40 "$work/log" >&2
+    fi
+    echo "fuzz: FAILED (exit status $status); inputs in $out/artifacts/, whole log in $log" >&2
     ls -l "$out/artifacts/" >&2 || true
     [ "$status" -ne 0 ] || status=1
     exit "$status"
 fi
 runs=$(echo "$done_line" | sed -E 's/^Done ([0-9]+) runs in ([0-9]+) second.*/\1/')
 took=$(echo "$done_line" | sed -E 's/^Done ([0-9]+) runs in ([0-9]+) second.*/\2/')
-echo "fuzz: $runs runs in $took s, no crash (log: $out/fuzz.log)"
+echo "$runs runs in $took s, no crash (log: $log)"
 if [ -n "$still_crash" ]; then
     echo "fuzz: FAILED: these fuzz/crashes/ inputs still fail:$still_crash" >&2
     exit 1

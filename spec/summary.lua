@@ -5,7 +5,7 @@ local io_write, io_flush, string_format = io.write, io.flush, string.format
 return function(options)
   local busted = require "busted"
   local handler = require "busted.outputHandlers.base"()
-  local current_file
+  local current_file, line_open
 
   local function report(kind, t)
     local msg = t.message
@@ -19,13 +19,14 @@ return function(options)
   end
 
   handler.fileStart = function(file)
-    current_file = file.name
+    current_file, line_open = file.name, true
     io_write(string_format("%-36s ", current_file))
     io_flush()
     return nil, true
   end
 
   handler.fileEnd = function()
+    line_open = false
     io_write("\n")
     io_flush()
     return nil, true
@@ -33,6 +34,16 @@ return function(options)
 
   handler.testEnd = function(element, parent, status)
     io_write(({ success = ".", failure = "F", error = "E", pending = "P" })[status] or "?")
+    io_flush()
+    return nil, true
+  end
+
+  -- An error outside a test (a spec file that does not load, a failing
+  -- setup or hook) is an E too: on its file's line, or on a line of its own.
+  handler.otherError = function(element)
+    if element.descriptor == "it" then return nil, true end -- testEnd marks it
+    if line_open then io_write("E")
+    else io_write(string_format("%-36s E\n", element.name or element.descriptor or "?")) end
     io_flush()
     return nil, true
   end
@@ -51,6 +62,8 @@ return function(options)
   busted.subscribe({ "file", "start" }, handler.fileStart)
   busted.subscribe({ "file", "end" }, handler.fileEnd)
   busted.subscribe({ "test", "end" }, handler.testEnd, { predicate = handler.cancelOnPending })
+  busted.subscribe({ "error" }, handler.otherError)
+  busted.subscribe({ "failure" }, handler.otherError)
   busted.subscribe({ "suite", "end" }, handler.suiteEnd)
   return handler
 end

@@ -71,6 +71,7 @@ describe("hicache.testing", function()
     assert.is_nil(tostring(err):find("userdata", 1, true))
     cache:set("user:8", 1)
     ok, err = pcall(function() assert.is_not_cached(cache, "user:8") end)
+    assert.is_false(ok)
     assert.matches("Expected key 'user:8' not to be cached", tostring(err), 1, true)
   end)
 
