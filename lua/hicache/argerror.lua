@@ -6,7 +6,7 @@
 -- the stack instead and blames the first frame that is neither a file of
 -- this library nor C: the user's line, whatever the options.
 
-local getinfo, error, type = debug.getinfo, error, type
+local getinfo, error, type, pairs, getmetatable = debug.getinfo, error, type, pairs, getmetatable
 
 local _M = {}
 
@@ -65,6 +65,24 @@ function _M.rethrow(err, name, shift)
     end
   end
   error(msg, user_level())
+end
+
+--- non_list_key(t): the first key of table t that is not in 1..#t (a
+-- hole makes one of them lie beyond #t, or #t stop short), or nil when t
+-- is a list.
+function _M.non_list_key(t)
+  local n = #t
+  for k in pairs(t) do
+    if type(k) ~= "number" or k % 1 ~= 0 or k < 1 or k > n then return k end
+  end
+  return nil
+end
+
+--- is_callable(f): a function, or a table whose metatable has __call.
+function _M.is_callable(f)
+  if type(f) == "function" then return true end
+  local mt = type(f) == "table" and getmetatable(f)
+  return type(mt) == "table" and mt.__call ~= nil
 end
 
 return _M

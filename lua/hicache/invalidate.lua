@@ -17,12 +17,7 @@ local _M = {}
 local function as_list(v, what)
   if v == nil then return {} end
   if type(v) ~= "table" then return { v } end
-  local n = #v
-  for k in pairs(v) do
-    if type(k) ~= "number" or k % 1 ~= 0 or k < 1 or k > n then
-      raise(what .. " must be a list (no holes, no other keys)")
-    end
-  end
+  if argerror.non_list_key(v) ~= nil then raise(what .. " must be a list (no holes, no other keys)") end
   return v
 end
 

@@ -12,7 +12,8 @@
 -- runs in C (src/hc_keys.c); this module only checks the declaration.
 
 local core = require "hicache.core"
-local raise = require("hicache.argerror").raise
+local argerror = require "hicache.argerror"
+local raise, non_list_key = argerror.raise, argerror.non_list_key
 
 local type, setmetatable, ipairs, pairs, tostring = type, setmetatable, ipairs, pairs, tostring
 
@@ -40,12 +41,10 @@ function _M.define(family, fields, opts)
     raise("family name must be a non-empty string of letters, digits, '_', '.' or '-'")
   end
   if type(fields) ~= "table" then raise("fields must be a list") end
-  local n = #fields
-  for k in pairs(fields) do
-    if type(k) ~= "number" or k % 1 ~= 0 or k < 1 or k > n then
-      raise(("fields must be a list: the entry at %s is not in it (write keys.set(\"perms\"), not perms = ...)")
-        :format(type(k) == "string" and ("'" .. k .. "'") or tostring(k)))
-    end
+  local stray = non_list_key(fields)
+  if stray ~= nil then
+    raise(("fields must be a list: the entry at %s is not in it (write keys.set(\"perms\"), not perms = ...)")
+      :format(type(stray) == "string" and ("'" .. stray .. "'") or tostring(stray)))
   end
   opts = opts or {}
   if type(opts) ~= "table" then raise("opts must be a table") end

@@ -16,7 +16,7 @@ local core = require "hicache.core"
 local argerror = require "hicache.argerror"
 
 local token, time_ms, now = core.token, core.time_ms, core.now
-local type, error, pcall, tostring, pairs, getmetatable = type, error, pcall, tostring, pairs, getmetatable
+local type, error, pcall, tostring, pairs = type, error, pcall, tostring, pairs
 local pack = table.pack or function(...) return { n = select("#", ...), ... } end
 local unpack = table.unpack or rawget(_G, "unpack") -- 5.4 | 5.1
 local math_min, math_max, math_log, math_random, math_ceil = math.min, math.max, math.log, math.random, math.ceil
@@ -28,13 +28,8 @@ local raise, rethrow = argerror.raise, argerror.rethrow
 -- A list of non-empty strings (no holes, no other keys).
 local function check_tags(tags)
   if type(tags) ~= "table" then raise("opts.tags must be a list of strings") end
-  local n = #tags
-  for k in pairs(tags) do
-    if type(k) ~= "number" or k % 1 ~= 0 or k < 1 or k > n then
-      raise("opts.tags must be a list (no holes, no other keys)")
-    end
-  end
-  for i = 1, n do
+  if argerror.non_list_key(tags) ~= nil then raise("opts.tags must be a list (no holes, no other keys)") end
+  for i = 1, #tags do
     if type(tags[i]) ~= "string" or tags[i] == "" then raise("opts.tags must be non-empty strings") end
   end
   return tags
@@ -207,17 +202,11 @@ local function undecodable(err)
   return type(err) == "string" and err:find("^decode error") ~= nil
 end
 
-local function is_callable(fn)
-  if type(fn) == "function" then return true end
-  local mt = type(fn) == "table" and getmetatable(fn)
-  return mt and type(mt) == "table" and mt.__call ~= nil
-end
-
 --- cache:get_or_set(key, fn, opts) -> value, err, status[, cause[, stored]]
 -- (cause: the cache's error behind a bypass; stored: the bytes a fill
 -- stored; both for the stats wrapper in init.lua only)
 function _M.get_or_set(cache, key, fn, opts, default_ttl)
-  if not is_callable(fn) then
+  if not argerror.is_callable(fn) then
     raise("bad argument #2 to 'get_or_set' (function expected, got " .. type(fn) .. ")")
   end
   local o = check_opts(opts)

@@ -13,19 +13,13 @@ local argerror = require "hicache.argerror"
 local lease = require "hicache.lease"
 
 local type, setmetatable, pcall = type, setmetatable, pcall
-local pairs, tostring, getmetatable, select = pairs, tostring, getmetatable, select
+local pairs, tostring, select = pairs, tostring, select
 local pack = table.pack or function(...) return { n = select("#", ...), ... } end
 local unpack = table.unpack or rawget(_G, "unpack") -- 5.4 | 5.1
 local args_key = core.args_key
-local raise, rethrow = argerror.raise, argerror.rethrow
+local raise, rethrow, is_callable = argerror.raise, argerror.rethrow, argerror.is_callable
 
 local _M = {}
-
-local function is_callable(f)
-  if type(f) == "function" then return true end
-  local mt = type(f) == "table" and getmetatable(f)
-  return mt and type(mt) == "table" and mt.__call ~= nil
-end
 
 function _M.new(cache, fn, opts)
   if not is_callable(fn) then raise("bad argument #1 to 'memoize' (function expected, got " .. type(fn) .. ")") end
