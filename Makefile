@@ -25,7 +25,7 @@ LUA_SHAREDIR?= $(PREFIX)/share/lua/$(LUA_VERSION)
 
 LUA_CFLAGS  := $(shell $(PKG_CONFIG) --cflags lua$(LUA_VERSION))
 HIREDIS_CFLAGS := $(shell $(PKG_CONFIG) --cflags hiredis)
-HIREDIS_LIBS   := $(shell $(PKG_CONFIG) --libs hiredis libzstd jansson msgpack libsodium)
+HIREDIS_LIBS   := $(shell $(PKG_CONFIG) --libs hiredis libzstd jansson msgpack libsodium openssl)
 LUA_LIBS    := $(shell $(PKG_CONFIG) --libs lua$(LUA_VERSION))
 
 OPT         ?= -O2 -g
@@ -35,7 +35,7 @@ CFLAGS_ALL  := $(WARN) $(OPT) $(SANITIZE) -fPIC -D_DEFAULT_SOURCE -D_POSIX_C_SOU
                $(LUA_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL := $(SANITIZE) $(LDFLAGS)
 
-SRCS := src/hc_cmd.c src/hc_conn.c src/hc_pool.c src/hc_args.c src/hc_reply.c src/hc_stats.c \
+SRCS := src/hc_cmd.c src/hc_proto.c src/hc_sock.c src/hc_tls.c src/hc_conn.c src/hc_pool.c src/hc_args.c src/hc_reply.c src/hc_stats.c \
         src/hc_codec.c src/hc_msgpack.c src/hc_json.c src/hc_names.c src/hc_entry.c src/hc_scripts.c \
         src/hc_cache.c src/hc_read.c src/hc_write.c src/hc_lease.c src/hc_keeper.c src/hc_keys.c src/hc_core.c
 HDRS := $(wildcard src/*.h)

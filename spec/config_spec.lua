@@ -95,11 +95,13 @@ describe("hicache.new option checks", function()
     assert.matches("options must be a table", raises("redis://h"), 1, true)
   end)
 
-  it("returns a clear error for rediss:// (no TLS in hiredis 0.14)", function()
-    local c, err = hicache.new { url = "rediss://u:" .. SECRET .. "@h:6380" }
-    assert.is_nil(c)
-    assert.matches("^tls not available", err)
-    assert.is_nil(err:find(SECRET, 1, true))
+  it("parses rediss:// as TLS, and hides the password in tostring", function()
+    local f = assert(hicache.parse_url("rediss://u:" .. SECRET .. "@h:6380/2"))
+    assert.same({ tls = true, host = "h", port = 6380, db = 2, username = "u", password = SECRET }, f)
+    local c = assert(hicache.new { url = "rediss://u:" .. SECRET .. "@h:6380", tls = { verify = false } })
+    assert.equal("rediss://u@h:6380/0", tostring(c):match("%((.-)%)"))
+    assert.is_nil(tostring(c):find(SECRET, 1, true))
+    c:close()
   end)
 
   it("hides the password in tostring(cache)", function()

@@ -67,6 +67,28 @@ unsigned hc_cmd_track(unsigned state, const hc_cmd *cmd)
     return state;
 }
 
+/* Commands that only read: running one twice changes nothing. */
+static const struct rule reads[] = {
+#define R(name) {name, sizeof name - 1, 0}
+    R("GET"), R("MGET"), R("EXISTS"), R("PTTL"), R("TTL"), R("STRLEN"), R("TYPE"),
+    R("GETRANGE"), R("PING"), R("ECHO"), R("SCAN"), R("HGET"), R("HMGET"), R("HGETALL"),
+    R("HEXISTS"), R("HLEN"), R("LRANGE"), R("LLEN"), R("LINDEX"), R("SMEMBERS"),
+    R("SISMEMBER"), R("SCARD"), R("ZRANGE"), R("ZSCORE"), R("ZCARD"), R("DBSIZE"),
+    R("INFO"), R("TIME"), R("OBJECT"), R("MEMORY"),
+#undef R
+};
+
+int hc_cmd_idempotent(const hc_cmd *cmd)
+{
+    size_t i;
+    if (cmd->argc < 1) return 0;
+    for (i = 0; i < sizeof reads / sizeof reads[0]; i++)
+        if (arg_is(cmd->argv[0], cmd->argvlen[0], reads[i].name, reads[i].len)) return 1;
+    /* SCRIPT LOAD only stores the script under its own SHA */
+    return cmd->argc == 3 && arg_is(cmd->argv[0], cmd->argvlen[0], "SCRIPT", 6) &&
+           arg_is(cmd->argv[1], cmd->argvlen[1], "LOAD", 4);
+}
+
 /* ---- hc_cmdb ------------------------------------------------------------ */
 
 void hc_cmdb_init(hc_cmdb *b)

@@ -31,6 +31,13 @@ typedef struct hc_cmd {
 unsigned hc_cmd_track(unsigned state, const hc_cmd *cmd);
 
 /*
+ * 1 when running cmd twice has the effect of running it once: a read
+ * (GET, MGET, EXISTS, PTTL, SCAN, ...) or SCRIPT LOAD. Only such commands
+ * are retried on a fresh connection after the pooled one was found closed.
+ */
+int hc_cmd_idempotent(const hc_cmd *cmd);
+
+/*
  * hc_cmdb: builds a pipeline of commands in C-owned memory, for callers
  * that must not raise (a reply may be held). Arguments are copied (add) or
  * borrowed (ref: the caller keeps the bytes alive until the commands have

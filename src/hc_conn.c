@@ -1,11 +1,10 @@
-/* hc_conn.c -- one blocking connection (see hc_conn.h). */
+/* hc_conn.c -- transport: one blocking connection (see hc_conn.h). */
 #include "hc_conn.h"
+#include "hc_proto.h"
+#include "hc_sock.h"
 #include "hc_time.h"
 
-#include <ctype.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,41 +12,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#define READ_CHUNK 16384
+
 static void set_err(char *err, size_t errlen, const char *msg)
 {
     snprintf(err, errlen, "%s", msg);
-}
-
-void hc_conn_errmsg(const redisContext *ctx, char *err, size_t errlen)
-{
-    static const struct { int code; const char *msg; } io[] = {
-        {EAGAIN, "timeout"},         {ETIMEDOUT, "timeout"},
-        {EINPROGRESS, "timeout"},    {ECONNREFUSED, "connection refused"},
-        {ENOENT, "no such socket"},  {ECONNRESET, "connection reset"},
-        {EPIPE, "connection closed"},{EHOSTUNREACH, "host unreachable"},
-        {ENETUNREACH, "network unreachable"}, {EACCES, "permission denied"},
-    };
-    size_t i;
-
-    if (ctx == NULL) { set_err(err, errlen, "out of memory"); return; }
-    switch (ctx->err) {
-    case REDIS_ERR_EOF: set_err(err, errlen, "connection closed"); return;
-    case REDIS_ERR_PROTOCOL: set_err(err, errlen, "protocol error"); return;
-    case REDIS_ERR_OOM: set_err(err, errlen, "out of memory"); return;
-    case REDIS_ERR_IO:
-        /* hiredis copies strerror(errno) into errstr; match it back. */
-        for (i = 0; i < sizeof io / sizeof io[0]; i++)
-            if (strcmp(ctx->errstr, strerror(io[i].code)) == 0) {
-                set_err(err, errlen, io[i].msg);
-                return;
-            }
-        break;
-    default:
-        break;
-    }
-    /* Anything else (resolver errors, ...): hiredis's text, lower-cased. */
-    snprintf(err, errlen, "%s", ctx->errstr[0] ? ctx->errstr : "connection error");
-    for (i = 0; err[i]; i++) err[i] = (char)tolower((unsigned char)err[i]);
 }
 
 /* Runs one command during setup; copies a server error (with any
@@ -83,46 +52,37 @@ static int setup_command(hc_conn *c, const hc_settings *s, const char *what,
     return 0;
 }
 
-static void enable_keepalive(int fd, int idle)
+hc_conn *hc_conn_open(const hc_settings *s, hc_tls_ctx *tls, char *err, size_t errlen)
 {
-    int on = 1, intvl = idle / 3 > 0 ? idle / 3 : 1, cnt = 3;
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
-#ifdef TCP_KEEPIDLE
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
-#else
-    (void)intvl; (void)cnt;
-#endif
-}
+    double deadline = hc_now() + s->connect_timeout;
+    hc_conn *c = calloc(1, sizeof *c);
 
-hc_conn *hc_conn_open(const hc_settings *s, char *err, size_t errlen)
-{
-    struct timeval ct = hc_timeval(s->connect_timeout);
-    redisContext *ctx;
-    hc_conn *c;
-
-    ctx = s->path ? redisConnectUnixWithTimeout(s->path, ct)
-                  : redisConnectWithTimeout(s->host, s->port, ct);
-    if (ctx == NULL || ctx->err) {
-        hc_conn_errmsg(ctx, err, errlen);
-        if (ctx) redisFree(ctx);
-        return NULL;
-    }
-    if (redisSetTimeout(ctx, hc_timeval(s->timeout)) != REDIS_OK) {
-        hc_conn_errmsg(ctx, err, errlen);
-        redisFree(ctx);
-        return NULL;
-    }
-    if (!s->path && s->keepalive > 0) enable_keepalive(ctx->fd, s->keepalive);
-
-    c = calloc(1, sizeof *c);
     if (c == NULL) {
-        redisFree(ctx);
         set_err(err, errlen, "out of memory");
         return NULL;
     }
-    c->ctx = ctx;
+    c->fd = -1;
+    c->reader = hc_proto_reader();
+    if (c->reader == NULL) {
+        set_err(err, errlen, "out of memory");
+        goto fail;
+    }
+    c->fd = hc_sock_connect(s->host, s->port, s->path, s->keepalive, deadline, tls != NULL,
+                            err, errlen);
+    if (c->fd < 0) goto fail;
+    if (tls) {
+        const char *name = s->tls_server_name ? s->tls_server_name : s->host;
+        c->tls = hc_tls_connect(tls, c->fd, name, deadline, err, errlen);
+        if (c->tls == NULL) goto fail;
+        if (hc_sock_set_nonblock(c->fd, 0) != 0) {
+            set_err(err, errlen, hc_sock_errmsg(errno) ? hc_sock_errmsg(errno) : "connection error");
+            goto fail;
+        }
+    }
+    if (hc_conn_set_timeout(c, s->timeout) != 0) {
+        set_err(err, errlen, "cannot set timeout");
+        goto fail;
+    }
     c->pid = getpid();
     c->created = c->last_used = hc_now();
 
@@ -149,49 +109,137 @@ fail:
 void hc_conn_close(hc_conn *c)
 {
     if (c == NULL) return;
-    if (c->ctx) redisFree(c->ctx); /* close(2) only: no QUIT, no shutdown(2) */
+    hc_tls_free(c->tls);            /* no close_notify */
+    if (c->fd >= 0) close(c->fd);   /* close(2) only: no QUIT, no shutdown(2) */
+    if (c->reader) redisReaderFree(c->reader);
     free(c);
 }
 
 int hc_conn_usable(const hc_conn *c)
 {
     struct pollfd p;
-    p.fd = c->ctx->fd;
+    p.fd = c->fd;
     p.events = POLLIN;
     p.revents = 0;
-    /* Readable while idle means EOF, an error, or stray data: all fatal. */
-    return poll(&p, 1, 0) == 0;
+    if (poll(&p, 1, 0) == 0) return 1;
+    /* Readable while idle means EOF, an error, or stray data: all fatal,
+     * except TLS records that carry no data (a late session ticket). */
+    return c->tls != NULL && !(p.revents & (POLLERR | POLLHUP)) && hc_tls_idle_ok(c->tls);
 }
 
-int hc_conn_exec(hc_conn *c, int n, const hc_cmd *cmds, redisReply **replies,
-                 char *err, size_t errlen)
-{
-    int i, got = 0;
-    void *r;
+/* ---- raw I/O ------------------------------------------------------------ */
 
+/* Writes all of buf. 0, or -1 with err and *e = errno (0 for TLS). */
+static int write_all(hc_conn *c, const char *buf, size_t len, int *e, char *err, size_t errlen)
+{
+    size_t done = 0;
+    *e = 0;
+    if (c->tls) return hc_tls_write(c->tls, buf, len, err, errlen) < 0 ? -1 : 0;
+    while (done < len) {
+        ssize_t w = send(c->fd, buf + done, len - done, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            *e = errno;
+            set_err(err, errlen, hc_sock_errmsg(errno) ? hc_sock_errmsg(errno) : "connection error");
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    return 0;
+}
+
+/* Reads what is there (blocking up to the command timeout). n > 0, 0 at
+ * end of stream, -1 with err and *e = errno (0 for TLS). */
+static ssize_t read_some(hc_conn *c, char *buf, size_t n, int *e, char *err, size_t errlen)
+{
+    ssize_t r;
+    *e = 0;
+    if (c->tls) return hc_tls_read(c->tls, buf, n, err, errlen);
+    do r = recv(c->fd, buf, n, 0);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        *e = errno;
+        set_err(err, errlen, hc_sock_errmsg(errno) ? hc_sock_errmsg(errno) : "connection error");
+    }
+    return r;
+}
+
+int hc_conn_exec_raw(hc_conn *c, const char *req, size_t len, int n, const hc_cmd *cmds,
+                     redisReply **replies, char *err, size_t errlen)
+{
+    char buf[READ_CHUNK];
+    int i, got = 0, first = c->reused, any = 0, e;
+
+    c->reused = 0;
+    c->closed_unused = 0;
     if (c->broken) {
         set_err(err, errlen, "connection closed");
         return -1;
     }
-    for (i = 0; i < n; i++) {
-        if (redisAppendCommandArgv(c->ctx, cmds[i].argc, cmds[i].argv,
-                                   cmds[i].argvlen) != REDIS_OK)
+    for (i = 0; i < n; i++) c->state = hc_cmd_track(c->state, &cmds[i]);
+    if (write_all(c, req, len, &e, err, errlen) != 0) {
+        /* The peer had closed it: nothing of the request can have run. */
+        c->closed_unused = first && (e == EPIPE || e == ECONNRESET);
+        goto fail;
+    }
+    while (got < n) {
+        redisReply *r;
+        ssize_t k;
+        int rc = hc_proto_next(c->reader, &r);
+        if (rc > 0) {
+            replies[got++] = r;
+            continue;
+        }
+        if (rc < 0) {
+            set_err(err, errlen, "protocol error");
             goto fail;
-        c->state = hc_cmd_track(c->state, &cmds[i]);
+        }
+        k = read_some(c, buf, sizeof buf, &e, err, errlen);
+        if (k == 0) {
+            set_err(err, errlen, "connection closed");
+            c->closed_unused = first && !any;
+            goto fail;
+        }
+        if (k < 0) {
+            c->closed_unused = first && !any && e == ECONNRESET;
+            goto fail;
+        }
+        any = 1;
+        if (hc_proto_feed(c->reader, buf, (size_t)k) != 0) {
+            set_err(err, errlen, "out of memory");
+            goto fail;
+        }
     }
-    for (got = 0; got < n; got++) {
-        if (redisGetReply(c->ctx, &r) != REDIS_OK || r == NULL) goto fail;
-        replies[got] = r;
-    }
+    if (hc_proto_pending(c->reader)) c->broken = 1; /* more than was asked: out of step */
     return 0;
 fail:
-    hc_conn_errmsg(c->ctx, err, errlen);
     for (i = 0; i < got; i++) {
         freeReplyObject(replies[i]);
         replies[i] = NULL;
     }
     c->broken = 1;
     return -1;
+}
+
+int hc_conn_exec(hc_conn *c, int n, const hc_cmd *cmds, redisReply **replies,
+                 char *err, size_t errlen)
+{
+    char *req;
+    long len;
+    int rc;
+
+    if (c->broken) {
+        set_err(err, errlen, "connection closed");
+        return -1;
+    }
+    len = hc_proto_format(n, cmds, &req);
+    if (len < 0) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    rc = hc_conn_exec_raw(c, req, (size_t)len, n, cmds, replies, err, errlen);
+    hc_proto_free(req);
+    return rc;
 }
 
 /* One fixed command whose reply must be a status or bulk `expect`. */
@@ -237,5 +285,8 @@ void hc_conn_settle(hc_conn *c)
 
 int hc_conn_set_timeout(hc_conn *c, double seconds)
 {
-    return redisSetTimeout(c->ctx, hc_timeval(seconds)) == REDIS_OK ? 0 : -1;
+    if (c->timeout == seconds) return 0;
+    if (hc_sock_set_timeout(c->fd, seconds) != 0) return -1;
+    c->timeout = seconds;
+    return 0;
 }

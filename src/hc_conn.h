@@ -1,8 +1,15 @@
 /*
- * hc_conn.h -- one blocking connection to Redis over hiredis.
+ * hc_conn.h -- transport: one blocking connection to one Redis server,
+ * hicache's own (no hiredis redisContext): a descriptor from hc_sock, an
+ * optional TLS session from hc_tls, and a hiredis redisReader fed with what
+ * is read. Requests are formatted by the protocol core (hc_proto.h).
  *
  * Contract:
- *  - every socket has a connect timeout and a command timeout;
+ *  - every socket has a connect timeout (resolution, connect and TLS
+ *    handshake together) and a command timeout (every wait of a write or a
+ *    read);
+ *  - a request of n commands is one write(2) (one SSL_write over TLS); on
+ *    a live connection a reply that fits the read buffer is one read(2);
  *  - AUTH and SELECT run once, in hc_conn_open;
  *  - any I/O error, protocol error or timeout sets conn->broken, and a
  *    broken connection is never used again (the pool closes it);
@@ -16,6 +23,7 @@
 #include <hiredis/hiredis.h>
 
 #include "hc_cmd.h"
+#include "hc_tls.h"
 
 #define HC_ERRLEN 160
 
@@ -33,28 +41,40 @@ typedef struct hc_settings {
     int pool_size;         /* max connections, >= 1                  */
     double pool_wait;      /* seconds to wait when exhausted, >= 0   */
     double idle_check;     /* PING on checkout after this idle time  */
+    double idle_poll;      /* poll(2) on checkout after this idle time */
     double lifetime;       /* close after this age, 0 = no limit     */
     double backoff_base;   /* first reconnect delay after a failure  */
     double backoff_max;    /* reconnect delay bound                  */
+    int tls;               /* 1: TLS with the options below          */
+    int tls_verify;        /* 1: certificate chain and name checked  */
+    char *tls_ca_file, *tls_ca_path, *tls_cert_file, *tls_key_file;
+    char *tls_server_name; /* NULL: the host                         */
 } hc_settings;
 
 typedef struct hc_conn {
-    redisContext *ctx;
+    int fd;
+    hc_tls *tls;           /* NULL on a plain connection              */
+    redisReader *reader;
     pid_t pid;             /* process that opened the socket          */
     unsigned long gen;     /* pool generation (changes after a fork)  */
     double created;        /* hc_now() at connect                     */
     double last_used;      /* hc_now() at last check-in               */
+    double timeout;        /* the command timeout now in force        */
     unsigned state;        /* HC_ST_* bits, see hc_cmd.h              */
     int broken;            /* saw an I/O/protocol error or a timeout  */
+    int reused;            /* taken from the idle list, not used since */
+    int closed_unused;     /* the last exec found it closed by the peer
+                              before any byte of a reply: nothing ran  */
     struct hc_conn *next;  /* idle list link                          */
 } hc_conn;
 
-/* Opens, configures, authenticates and selects. NULL + err on failure. */
-hc_conn *hc_conn_open(const hc_settings *s, char *err, size_t errlen);
+/* Opens (connect, TLS handshake when tls is not NULL, timeouts,
+ * keepalive), authenticates and selects. NULL + err on failure. */
+hc_conn *hc_conn_open(const hc_settings *s, hc_tls_ctx *tls, char *err, size_t errlen);
 
-/* Frees the context and closes this process's descriptor. It never writes
- * to the socket nor shuts it down, so a parent's connection inherited by a
- * forked child stays intact in the parent. */
+/* Frees the reader and the TLS session and closes this process's
+ * descriptor. It never writes to the socket nor shuts it down, so a
+ * parent's connection inherited by a forked child stays intact. */
 void hc_conn_close(hc_conn *c);
 
 /* 1 when an idle connection can be used: the peer has not closed it and
@@ -64,9 +84,14 @@ int hc_conn_usable(const hc_conn *c);
 /* Sends n commands in one write and reads n replies. On success returns 0
  * and fills replies[0..n-1] (caller frees them with freeReplyObject). On
  * failure returns -1, frees any replies already read, marks the connection
- * broken and writes a stable message to err. */
+ * broken and writes a stable message to err; closed_unused tells whether
+ * the peer had closed the connection before anything of a reply came. */
 int hc_conn_exec(hc_conn *c, int n, const hc_cmd *cmds, redisReply **replies,
                  char *err, size_t errlen);
+
+/* The same with the request already formatted (hc_proto_format). */
+int hc_conn_exec_raw(hc_conn *c, const char *req, size_t len, int n, const hc_cmd *cmds,
+                     redisReply **replies, char *err, size_t errlen);
 
 /* PING; 0 when answered with PONG. */
 int hc_conn_ping(hc_conn *c, char *err, size_t errlen);
@@ -77,8 +102,5 @@ void hc_conn_settle(hc_conn *c);
 
 /* Sets the command timeout; 0 on success. */
 int hc_conn_set_timeout(hc_conn *c, double seconds);
-
-/* Stable message for the error recorded in a hiredis context. */
-void hc_conn_errmsg(const redisContext *ctx, char *err, size_t errlen);
 
 #endif

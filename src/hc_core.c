@@ -13,6 +13,7 @@
 #include "hc_args.h"
 #include "hc_client.h"
 #include "hc_pool.h"
+#include "hc_proto.h"
 #include "hc_reply.h"
 #include "hc_time.h"
 
@@ -89,6 +90,19 @@ static int core_new(lua_State *L)
     s.pool_size = opt_int(L, 1, "pool_size", 1, 100000);
     s.pool_wait = opt_number(L, 1, "pool_wait", 0, day);
     s.idle_check = opt_number(L, 1, "idle_check", 0, day);
+    s.idle_poll = opt_number(L, 1, "idle_poll", 0, day);
+    lua_getfield(L, 1, "tls");
+    s.tls = lua_toboolean(L, -1);
+    lua_getfield(L, 1, "tls_verify");
+    s.tls_verify = lua_isnil(L, -1) || lua_toboolean(L, -1); /* on unless false */
+    lua_pop(L, 2);
+    s.tls_ca_file = (char *)opt_string(L, 1, "tls_ca_file");
+    s.tls_ca_path = (char *)opt_string(L, 1, "tls_ca_path");
+    s.tls_cert_file = (char *)opt_string(L, 1, "tls_cert_file");
+    s.tls_key_file = (char *)opt_string(L, 1, "tls_key_file");
+    s.tls_server_name = (char *)opt_string(L, 1, "tls_server_name");
+    if ((s.tls_cert_file == NULL) != (s.tls_key_file == NULL))
+        return luaL_error(L, "settings 'tls_cert_file' and 'tls_key_file' go together");
     s.lifetime = opt_number(L, 1, "lifetime", 0, day * 365);
     s.backoff_base = opt_number(L, 1, "backoff_base", 0, 60);
     s.backoff_max = opt_number(L, 1, "backoff_max", 0, 3600);
@@ -130,16 +144,30 @@ static int core_new(lua_State *L)
     lua_getfield(L, 1, "on_event");
     if (lua_isfunction(L, -1)) cl->hook = luaL_ref(L, LUA_REGISTRYINDEX);
     else lua_pop(L, 1);
-    cl->pool = hc_pool_acquire(&s); /* copies s; the __gc releases it */
-    if (cl->pool == NULL) return luaL_error(L, "out of memory");
+    {
+        char err[HC_ERRLEN];
+        cl->pool = hc_pool_acquire(&s, err, sizeof err); /* copies s; the __gc releases it */
+        if (cl->pool == NULL) return hc_fail(L, err);   /* out of memory, a TLS file */
+    }
     return 1;
 }
 
 /* ---- running commands on a borrowed connection ------------------------- */
 
-/* Runs n commands; returns 0 with replies, or -1 with err. Never raises. */
-static int exec_on(hc_conn *c, int n, const hc_cmd *cmds, redisReply **replies,
-                   char *err)
+/* Runs a formatted request of n commands; 0 with replies, or -1 with
+ * err. Never raises. */
+static int exec_on(hc_conn *c, const char *req, size_t len, int n, const hc_cmd *cmds,
+                   redisReply **replies, char *err)
+{
+    if (c->pid != hc_pool_self_pid()) {
+        snprintf(err, HC_ERRLEN, "connection belongs to parent process");
+        return -1;
+    }
+    return hc_conn_exec_raw(c, req, len, n, cmds, replies, err, HC_ERRLEN);
+}
+
+/* The same for a reserved connection: formats and runs, no retry. */
+static int exec_reserved(hc_conn *c, int n, const hc_cmd *cmds, redisReply **replies, char *err)
 {
     if (c->pid != hc_pool_self_pid()) {
         snprintf(err, HC_ERRLEN, "connection belongs to parent process");
@@ -148,29 +176,61 @@ static int exec_on(hc_conn *c, int n, const hc_cmd *cmds, redisReply **replies,
     return hc_conn_exec(c, n, cmds, replies, err, HC_ERRLEN);
 }
 
+static int all_idempotent(int n, const hc_cmd *cmds)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        if (!hc_cmd_idempotent(&cmds[i])) return 0;
+    return 1;
+}
+
 /* Borrow, run, settle, return: the whole life of a pooled command.
- * timeout > 0: the command timeout for this borrow (restored after). */
+ * timeout > 0: the command timeout for this borrow (restored after).
+ * A pooled connection that turns out to have been closed by the server
+ * before any byte of the reply (killed, server restarted, idle timeout)
+ * is replaced and the request sent once more -- only when every command
+ * of it only reads, so nothing can run twice. */
 static int client_exec(client *cl, int n, const hc_cmd *cmds, redisReply **replies, char *err, double timeout)
 {
     hc_pool *p = cl->pool;
     hc_conn *c;
-    int rc;
+    char *req;
+    long len;
+    int rc, attempt;
     if (p == NULL) {
         snprintf(err, HC_ERRLEN, "closed");
         return -1;
     }
-    c = hc_pool_checkout(p, err, HC_ERRLEN);
-    if (c == NULL) return -1;
-    if (timeout > 0 && hc_conn_set_timeout(c, timeout) != 0) {
-        c->broken = 1;
-        hc_pool_checkin(p, c);
-        snprintf(err, HC_ERRLEN, "cannot set timeout");
+    len = hc_proto_format(n, cmds, &req);
+    if (len < 0) {
+        snprintf(err, HC_ERRLEN, "out of memory");
         return -1;
     }
-    rc = exec_on(c, n, cmds, replies, err);
-    if (timeout > 0 && !c->broken && hc_conn_set_timeout(c, hc_pool_settings(p)->timeout) != 0) c->broken = 1;
-    hc_conn_settle(c);
-    hc_pool_checkin(p, c);
+    for (attempt = 0;; attempt++) {
+        c = hc_pool_checkout_ex(p, attempt > 0, err, HC_ERRLEN);
+        if (c == NULL) {
+            rc = -1;
+            break;
+        }
+        if (timeout > 0 && hc_conn_set_timeout(c, timeout) != 0) {
+            c->broken = 1;
+            hc_pool_checkin(p, c);
+            snprintf(err, HC_ERRLEN, "cannot set timeout");
+            rc = -1;
+            break;
+        }
+        rc = exec_on(c, req, (size_t)len, n, cmds, replies, err);
+        if (timeout > 0 && !c->broken && hc_conn_set_timeout(c, hc_pool_settings(p)->timeout) != 0)
+            c->broken = 1;
+        hc_conn_settle(c);
+        if (rc != 0 && attempt == 0 && c->closed_unused && all_idempotent(n, cmds)) {
+            hc_pool_checkin(p, c); /* broken: closed */
+            continue;
+        }
+        hc_pool_checkin(p, c);
+        break;
+    }
+    hc_proto_free(req);
     return rc;
 }
 
@@ -479,8 +539,8 @@ static void push_endpoint(lua_State *L, hc_pool *p)
         lua_pushfstring(L, "unix://%s%s%s?db=%d", s->username ? s->username : "",
                         s->username ? "@" : "", s->path, s->db);
     else
-        lua_pushfstring(L, "redis://%s%s%s:%d/%d", s->username ? s->username : "",
-                        s->username ? "@" : "", s->host, s->port, s->db);
+        lua_pushfstring(L, "%s://%s%s%s:%d/%d", s->tls ? "rediss" : "redis",
+                        s->username ? s->username : "", s->username ? "@" : "", s->host, s->port, s->db);
 }
 
 static int client_tostring(lua_State *L)
@@ -509,7 +569,7 @@ static int conn_command(lua_State *L)
 
     hc_args_from_stack(L, 2, lua_gettop(L), &cmd, argv, lens);
     if (rs->conn == NULL) return hc_fail(L, "released");
-    if (exec_on(rs->conn, 1, &cmd, &r, err) != 0) return hc_fail(L, err);
+    if (exec_reserved(rs->conn, 1, &cmd, &r, err) != 0) return hc_fail(L, err);
     return hc_reply_push_one(L, r);
 }
 
@@ -528,7 +588,7 @@ static int conn_pipeline(lua_State *L)
         lua_newtable(L);
         return 1;
     }
-    if (exec_on(rs->conn, n, cmds, r, err) != 0) return hc_fail(L, err);
+    if (exec_reserved(rs->conn, n, cmds, r, err) != 0) return hc_fail(L, err);
     return hc_reply_push_list(L, r, n);
 }
 

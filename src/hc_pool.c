@@ -11,6 +11,7 @@
 
 struct hc_pool {
     hc_settings s;          /* deep copy, immutable after creation     */
+    hc_tls_ctx *tls;        /* shared by its TLS connections, or NULL  */
     pthread_mutex_t mu;
     pthread_cond_t cv;      /* signalled when a slot or conn frees up  */
     int refs;               /* guarded by the registry mutex           */
@@ -84,8 +85,13 @@ static int settings_eq(const hc_settings *a, const hc_settings *b)
            a->connect_timeout == b->connect_timeout && a->timeout == b->timeout &&
            a->keepalive == b->keepalive && a->pool_size == b->pool_size &&
            a->pool_wait == b->pool_wait && a->idle_check == b->idle_check &&
+           a->idle_poll == b->idle_poll &&
            a->lifetime == b->lifetime && a->backoff_base == b->backoff_base &&
-           a->backoff_max == b->backoff_max;
+           a->backoff_max == b->backoff_max && a->tls == b->tls &&
+           a->tls_verify == b->tls_verify && str_eq(a->tls_ca_file, b->tls_ca_file) &&
+           str_eq(a->tls_ca_path, b->tls_ca_path) && str_eq(a->tls_cert_file, b->tls_cert_file) &&
+           str_eq(a->tls_key_file, b->tls_key_file) &&
+           str_eq(a->tls_server_name, b->tls_server_name);
 }
 
 static int dup_str(char **dst, const char *src)
@@ -109,6 +115,11 @@ static void settings_free(hc_settings *s)
     free(s->path);
     free(s->username);
     free_secret(s->password);
+    free(s->tls_ca_file);
+    free(s->tls_ca_path);
+    free(s->tls_cert_file);
+    free(s->tls_key_file);
+    free(s->tls_server_name);
 }
 
 static int settings_copy(hc_settings *dst, const hc_settings *src)
@@ -116,7 +127,11 @@ static int settings_copy(hc_settings *dst, const hc_settings *src)
     *dst = *src;
     if (dup_str(&dst->host, src->host) | dup_str(&dst->path, src->path) |
         dup_str(&dst->username, src->username) |
-        dup_str(&dst->password, src->password)) {
+        dup_str(&dst->password, src->password) | dup_str(&dst->tls_ca_file, src->tls_ca_file) |
+        dup_str(&dst->tls_ca_path, src->tls_ca_path) |
+        dup_str(&dst->tls_cert_file, src->tls_cert_file) |
+        dup_str(&dst->tls_key_file, src->tls_key_file) |
+        dup_str(&dst->tls_server_name, src->tls_server_name)) {
         settings_free(dst);
         return -1;
     }
@@ -125,14 +140,29 @@ static int settings_copy(hc_settings *dst, const hc_settings *src)
 
 /* ---- registry ---------------------------------------------------------- */
 
-static hc_pool *pool_new(const hc_settings *s)
+static hc_pool *pool_new(const hc_settings *s, char *err, size_t errlen)
 {
     pthread_condattr_t ca;
     hc_pool *p = calloc(1, sizeof *p);
-    if (p == NULL) return NULL;
-    if (settings_copy(&p->s, s) != 0) {
+    if (p == NULL || settings_copy(&p->s, s) != 0) {
         free(p);
+        snprintf(err, errlen, "out of memory");
         return NULL;
+    }
+    if (s->tls) {
+        hc_tls_opts o;
+        o.ca_file = s->tls_ca_file;
+        o.ca_path = s->tls_ca_path;
+        o.cert_file = s->tls_cert_file;
+        o.key_file = s->tls_key_file;
+        o.server_name = s->tls_server_name;
+        o.verify = s->tls_verify;
+        p->tls = hc_tls_ctx_new(&o, err, errlen);
+        if (p->tls == NULL) {
+            settings_free(&p->s);
+            free(p);
+            return NULL;
+        }
     }
     pthread_mutex_init(&p->mu, NULL);
     pthread_condattr_init(&ca);
@@ -143,14 +173,14 @@ static hc_pool *pool_new(const hc_settings *s)
     return p;
 }
 
-hc_pool *hc_pool_acquire(const hc_settings *s)
+hc_pool *hc_pool_acquire(const hc_settings *s, char *err, size_t errlen)
 {
     hc_pool *p;
     pthread_once(&atfork_once, register_atfork);
     pthread_mutex_lock(&registry_mu);
     for (p = registry; p; p = p->next)
         if (settings_eq(&p->s, s)) break;
-    if (p == NULL && (p = pool_new(s)) != NULL) {
+    if (p == NULL && (p = pool_new(s, err, errlen)) != NULL) {
         p->next = registry;
         registry = p;
     }
@@ -189,6 +219,7 @@ void hc_pool_release(hc_pool *p)
     }
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
+    hc_tls_ctx_free(p->tls);
     settings_free(&p->s);
     free(p);
 }
@@ -223,18 +254,22 @@ static int expired(const hc_pool *p, const hc_conn *c, double now)
     return p->s.lifetime > 0 && now - c->created >= p->s.lifetime;
 }
 
-/* Pops idle connections until one passes the checks. Drops p->mu around
- * the PING; the connection then counts as in use. */
-static hc_conn *take_idle(hc_pool *p)
+/* Pops idle connections until one passes the checks. A connection used
+ * less than idle_poll seconds ago is taken without a syscall (poll_all
+ * overrides that); an older one is polled for EOF; one idle longer than
+ * idle_check is PINGed. Drops p->mu around the PING; the connection then
+ * counts as in use. */
+static hc_conn *take_idle(hc_pool *p, int poll_all)
 {
     hc_conn *c;
     char err[HC_ERRLEN];
     while ((c = p->idle) != NULL) {
         double now = hc_now();
+        int poll_it = poll_all || now - c->last_used >= p->s.idle_poll;
         p->idle = c->next;
         p->n_idle--;
         c->next = NULL;
-        if (expired(p, c, now) || !hc_conn_usable(c)) {
+        if (expired(p, c, now) || (poll_it && !hc_conn_usable(c))) {
             p->closed++;
             hc_conn_close(c);
             continue;
@@ -255,6 +290,7 @@ static hc_conn *take_idle(hc_pool *p)
                 continue;
             }
         }
+        c->reused = 1;
         return c;
     }
     return NULL;
@@ -268,6 +304,11 @@ static double backoff(const hc_pool *p)
 
 hc_conn *hc_pool_checkout(hc_pool *p, char *err, size_t errlen)
 {
+    return hc_pool_checkout_ex(p, 0, err, errlen);
+}
+
+hc_conn *hc_pool_checkout_ex(hc_pool *p, int poll_all, char *err, size_t errlen)
+{
     double deadline = hc_now() + p->s.pool_wait;
     int waited = 0;
     hc_conn *c;
@@ -276,7 +317,7 @@ hc_conn *hc_pool_checkout(hc_pool *p, char *err, size_t errlen)
     check_fork(p);
     for (;;) {
         double now;
-        if ((c = take_idle(p)) != NULL) break;
+        if ((c = take_idle(p, poll_all)) != NULL) break;
         now = hc_now();
         if (p->n_in_use + p->n_connecting < p->s.pool_size) {
             if (now < p->retry_at) {
@@ -285,7 +326,7 @@ hc_conn *hc_pool_checkout(hc_pool *p, char *err, size_t errlen)
             }
             p->n_connecting++;
             pthread_mutex_unlock(&p->mu);
-            c = hc_conn_open(&p->s, err, errlen);
+            c = hc_conn_open(&p->s, p->tls, err, errlen);
             pthread_mutex_lock(&p->mu);
             p->n_connecting--;
             if (c) {

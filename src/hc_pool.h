@@ -29,8 +29,9 @@ typedef struct hc_pool_stats {
 pid_t hc_pool_self_pid(void);
 
 /* Finds or creates the pool for these settings (copied) and takes a
- * reference. NULL only when out of memory. */
-hc_pool *hc_pool_acquire(const hc_settings *s);
+ * reference. A new TLS pool loads its CA and client certificate files
+ * here. NULL with err when out of memory or a TLS file cannot be used. */
+hc_pool *hc_pool_acquire(const hc_settings *s, char *err, size_t errlen);
 
 /* Takes one more reference on a pool already held. */
 void hc_pool_ref(hc_pool *p);
@@ -41,8 +42,10 @@ void hc_pool_release(hc_pool *p);
 /* The settings the pool was created with (read-only, immutable). */
 const hc_settings *hc_pool_settings(const hc_pool *p);
 
-/* Borrows a connection: reuses an idle one (checked with hc_conn_usable,
- * PINGed when idle longer than idle_check, closed when older than
+/* Borrows a connection: reuses an idle one (checked with hc_conn_usable
+ * when idle for idle_poll seconds or more -- a connection used more
+ * recently costs no syscall at checkout --, PINGed when idle longer than
+ * idle_check, closed when older than
  * lifetime), or opens one while fewer than size exist, or waits up to
  * pool_wait for one to come back. NULL + err ("pool exhausted", "timeout",
  * "connection refused", ...) on failure. After connect failures, new
@@ -50,6 +53,12 @@ const hc_settings *hc_pool_settings(const hc_pool *p);
  * (backoff_base * 2^(failures-1), at most backoff_max): callers get the
  * last connect error at once instead. */
 hc_conn *hc_pool_checkout(hc_pool *p, char *err, size_t errlen);
+
+/* The same; poll_all = 1 checks every idle connection with poll(2)
+ * whatever its idle time (used to retry a read on a connection that was
+ * found closed: its neighbours were probably closed too). A connection
+ * taken from the idle list has c->reused set until its first exec. */
+hc_conn *hc_pool_checkout_ex(hc_pool *p, int poll_all, char *err, size_t errlen);
 
 /* Returns a connection. A broken one, one still in MULTI/WATCH/DIRTY state
  * (call hc_conn_settle first), one past its lifetime, or one from another

@@ -18,7 +18,7 @@ _M.defaults = {
   connect_timeout = 1,
   timeout = 1,
   keepalive = 60,
-  pool = { size = 16, wait = 1, idle_check = 30, lifetime = 0,
+  pool = { size = 16, wait = 1, idle_check = 30, idle_poll = 1, lifetime = 0,
            backoff_base = 0.05, backoff_max = 2 },
 }
 
@@ -27,11 +27,14 @@ local known = {
   url = true, host = true, port = true, path = true, db = true, username = true,
   password = true, connect_timeout = true, timeout = true, keepalive = true, pool = true,
   prefix = true, version = true, ttl = true, serializer = true, compress = true, limits = true,
-  stats = true, on_event = true, logger = true,
+  stats = true, on_event = true, logger = true, tls = true,
 }
 local serializers = { msgpack = true, json = true, raw = true }
-local known_pool = { size = true, wait = true, idle_check = true, lifetime = true,
+local known_pool = { size = true, wait = true, idle_check = true, idle_poll = true, lifetime = true,
                      backoff_base = true, backoff_max = true }
+local tls_files = { "ca_file", "ca_path", "cert_file", "key_file", "server_name" }
+local known_tls = { verify = true }
+for _, k in ipairs(tls_files) do known_tls[k] = true end
 
 local function bad(name, what)
   return string_format("invalid option '%s': %s", name, what)
@@ -48,15 +51,15 @@ end
 
 --- Parses a Redis URL into connection fields.
 -- @return fields, or nil + message (a message never echoes the URL).
--- @return nil, msg, "tls" for rediss:// (a runtime limit, not a bad argument)
+-- rediss:// is redis:// with f.tls = true.
 function _M.parse_url(url)
   local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
-  if not scheme then return nil, bad("url", "expected redis://... or unix://...") end
+  if not scheme then return nil, bad("url", "expected redis://..., rediss://... or unix://...") end
   scheme = scheme:lower()
-  if scheme == "rediss" then
-    return nil, "tls not available: this build of hicache uses hiredis 0.14, which has no TLS support", "tls"
-  end
   local f = {}
+  if scheme == "rediss" then
+    scheme, f.tls = "redis", true
+  end
   local query
   rest, query = rest:match("^([^?]*)%??(.*)$")
   if scheme == "unix" then
@@ -101,7 +104,7 @@ function _M.parse_url(url)
     end
     rest = auth
   else
-    return nil, bad("url", "unsupported scheme (use redis:// or unix://)")
+    return nil, bad("url", "unsupported scheme (use redis://, rediss:// or unix://)")
   end
   if rest and rest ~= "" then
     local user, pass = rest:match("^([^:]*):(.*)$")
@@ -139,8 +142,44 @@ local function check_int(name, v, min, max)
   if v < min or v > max then return bad(name, string_format("must be from %d to %d", min, max)) end
 end
 
+-- The tls option (nil, a boolean or a table) and a rediss:// URL, flattened
+-- into s.tls, s.tls_verify and s.tls_<file option>. Returns an error message.
+local function tls_settings(s, tls, from_url)
+  if tls == nil then tls = from_url or false end
+  if tls == false then
+    if from_url then return bad("tls", "cannot be false with a rediss:// URL") end
+    s.tls = false
+    return
+  end
+  if tls == true then tls = {} end
+  if type(tls) ~= "table" then return bad("tls", "must be a table or a boolean") end
+  for k in pairs(tls) do
+    if not known_tls[k] then return string_format("unknown option 'tls.%s'", tostring(k)) end
+  end
+  for _, k in ipairs(tls_files) do
+    local v = tls[k]
+    if v ~= nil then
+      if type(v) ~= "string" then return bad("tls." .. k, "must be a string") end
+      if v == "" or v:find("%z") then return bad("tls." .. k, "must be a non-empty string without NUL") end
+      s["tls_" .. k] = v
+    end
+  end
+  if tls.verify ~= nil and type(tls.verify) ~= "boolean" then
+    return bad("tls.verify", "must be a boolean (verification is on unless verify = false)")
+  end
+  if (tls.cert_file == nil) ~= (tls.key_file == nil) then
+    return bad(tls.cert_file and "tls.key_file" or "tls.cert_file",
+      "tls.cert_file and tls.key_file go together (a client certificate and its key)")
+  end
+  s.tls = true
+  s.tls_verify = tls.verify ~= false
+  if s.path and s.tls_verify and not s.tls_server_name then
+    return bad("tls.server_name", "is required for TLS over a unix socket (or set tls.verify = false)")
+  end
+end
+
 --- Validates options and returns the settings for hicache.core.new.
--- @return settings, or nil + message (+ "tls" for a rediss:// URL)
+-- @return settings, or nil + message
 function _M.settings(opts)
   opts = opts or {}
   if type(opts) ~= "table" then return nil, "options must be a table" end
@@ -148,10 +187,12 @@ function _M.settings(opts)
     if not known[k] then return nil, string_format("unknown option '%s'", tostring(k)) end
   end
   local s = {}
+  local url_tls
   if opts.url ~= nil then
     if type(opts.url) ~= "string" then return nil, bad("url", "must be a string") end
-    local f, err, kind = _M.parse_url(opts.url)
-    if not f then return nil, err, kind end
+    local f, err = _M.parse_url(opts.url)
+    if not f then return nil, err end
+    url_tls = f.tls
     for _, k in ipairs(connection_fields) do
       if opts[k] ~= nil then return nil, bad(k, "cannot be combined with 'url'") end
       s[k] = f[k]
@@ -177,6 +218,7 @@ function _M.settings(opts)
   s.db = s.db or 0
   local e = check_int("db", s.db, 0, 1000000); if e then return nil, e end
   if s.username and not s.password then return nil, bad("username", "needs a password") end
+  e = tls_settings(s, opts.tls, url_tls); if e then return nil, e end
 
   local d = _M.defaults
   s.connect_timeout = opts.connect_timeout or d.connect_timeout
@@ -203,6 +245,8 @@ function _M.settings(opts)
   e = check_number("pool.wait", s.pool_wait, 0, true, 86400); if e then return nil, e end
   s.idle_check = pool.idle_check or dp.idle_check
   e = check_number("pool.idle_check", s.idle_check, 0, true, 86400); if e then return nil, e end
+  s.idle_poll = pool.idle_poll or dp.idle_poll
+  e = check_number("pool.idle_poll", s.idle_poll, 0, true, 86400); if e then return nil, e end
   s.lifetime = pool.lifetime or dp.lifetime
   e = check_number("pool.lifetime", s.lifetime, 0, true, 86400 * 365); if e then return nil, e end
   s.backoff_base = pool.backoff_base or dp.backoff_base

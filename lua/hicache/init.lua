@@ -27,15 +27,13 @@ local _M = {
 local settings_of = setmetatable({}, { __mode = "k" })
 
 --- hicache.new(opts) -> cache | nil, err
--- Argument errors raise at the caller's line; a rediss:// URL returns
--- nil, "tls not available: ...". No connection is opened until first use.
+-- Argument errors raise at the caller's line; a TLS file that cannot be
+-- used returns nil, "tls: ...". No connection is opened until first use.
 function _M.new(opts)
-  local settings, err, kind = config.settings(opts)
-  if not settings then
-    if kind == "tls" then return nil, err end
-    raise(err)
-  end
-  local cache = core.new(settings)
+  local settings, err = config.settings(opts)
+  if not settings then raise(err) end
+  local cache, cerr = core.new(settings)
+  if not cache then return nil, cerr end
   settings_of[cache] = settings
   return cache
 end
@@ -125,7 +123,8 @@ function Cache:with_version(v)
   local s = {}
   for k, x in pairs(settings_of[self]) do s[k] = x end
   s.version = v
-  local c = core.new(s)
+  local c, cerr = core.new(s)
+  if not c then return nil, cerr end
   settings_of[c] = s
   return c
 end
