@@ -35,9 +35,9 @@ CFLAGS_ALL  := $(WARN) $(OPT) $(SANITIZE) -fPIC -D_DEFAULT_SOURCE -D_POSIX_C_SOU
                $(LUA_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL := $(SANITIZE) $(LDFLAGS)
 
-SRCS := src/hc_cmd.c src/hc_proto.c src/hc_sock.c src/hc_tls.c src/hc_conn.c src/hc_pool.c src/hc_args.c src/hc_reply.c src/hc_stats.c \
+SRCS := src/hc_cmd.c src/hc_proto.c src/hc_sock.c src/hc_tls.c src/hc_xio.c src/hc_conn.c src/hc_pool.c src/hc_args.c src/hc_reply.c src/hc_stats.c \
         src/hc_codec.c src/hc_msgpack.c src/hc_json.c src/hc_names.c src/hc_entry.c src/hc_scripts.c \
-        src/hc_cache.c src/hc_read.c src/hc_write.c src/hc_lease.c src/hc_keeper.c src/hc_keys.c src/hc_core.c
+        src/hc_cache.c src/hc_read.c src/hc_write.c src/hc_lease.c src/hc_keeper.c src/hc_keys.c src/hc_lproto.c src/hc_core.c
 HDRS := $(wildcard src/*.h)
 LUA_MODULES := $(wildcard lua/hicache/*.lua)
 

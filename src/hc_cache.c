@@ -162,7 +162,7 @@ int hc_call_observed(lua_State *L, lua_CFunction fn, int op, unsigned ev)
     double t0;
     int n;
     if (!HC_OBSERVED(cl)) return fn(L);
-    t0 = hc_now();
+    t0 = hc_client_t0(cl);
     n = fn(L); /* raises on a bad key before any I/O: then nothing to record */
     kn = hc_key_compose(L, cl, cl->version, 2, key, &why);
     return hc_observe(L, cl, op, ev, key, kn, 0, 0, t0, n);

@@ -11,6 +11,8 @@
 #include "hc_pool.h"
 #include "hc_scripts.h"
 #include "hc_stats.h"
+#include "hc_time.h"
+#include "hc_xio.h"
 
 #define CLIENT_MT "hicache.client"
 
@@ -26,7 +28,27 @@ typedef struct client {
     char sha[HC_SCRIPTS][41]; /* SHA1 of each C-side script once loaded */
     hc_stats *stats;        /* NULL when made with stats = false          */
     int hook;               /* registry ref of opts.on_event, or LUA_NOREF */
+    hc_xio *xio;            /* set while core.step runs an operation over an
+                               outside transport; NULL: the pool's sockets */
 } client;
+
+/* When the operation being run started (for its latency). */
+static inline double hc_client_t0(const client *cl)
+{
+    return cl->xio ? hc_xio_t0(cl->xio) : hc_now();
+}
+
+/* 1 while a run over an outside transport stopped at a round that has no
+ * reply yet: what the operation does then is not its result, so it is
+ * neither recorded nor reported. */
+static inline int hc_client_pending(const client *cl)
+{
+    return cl->xio != NULL && hc_xio_pending(cl->xio);
+}
+
+/* n fresh random tokens (hc_tokens_new), the same on every run of an
+ * operation driven from outside. */
+void hc_client_tokens(client *cl, char *hex, int n);
 
 static inline client *hc_check_client(lua_State *L)
 {
@@ -83,5 +105,9 @@ void hc_keeper_register(lua_State *L);
 void hc_read_register(lua_State *L);
 void hc_write_register(lua_State *L);
 void hc_lease_register(lua_State *L);
+
+/* The protocol core for transports written in Lua (hc_lproto.c):
+ * core.format, core.reader, core.xio, core.step, core.PENDING. */
+void hc_lproto_register(lua_State *L);
 
 #endif

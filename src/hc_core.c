@@ -12,6 +12,7 @@
 #include "compat.h"
 #include "hc_args.h"
 #include "hc_client.h"
+#include "hc_entry.h"
 #include "hc_pool.h"
 #include "hc_proto.h"
 #include "hc_reply.h"
@@ -201,6 +202,7 @@ static int client_exec(client *cl, int n, const hc_cmd *cmds, redisReply **repli
         snprintf(err, HC_ERRLEN, "closed");
         return -1;
     }
+    if (cl->xio) return hc_xio_exec(cl->xio, n, cmds, timeout, replies, err, HC_ERRLEN);
     len = hc_proto_format(n, cmds, &req);
     if (len < 0) {
         snprintf(err, HC_ERRLEN, "out of memory");
@@ -405,10 +407,17 @@ static const char *user_key(const client *cl, const char *key, size_t kn, size_t
     return key;
 }
 
+void hc_client_tokens(client *cl, char *hex, int n)
+{
+    if (cl->xio && hc_xio_tokens(cl->xio, hex, n) == 0) return;
+    hc_tokens_new(hex, n);
+}
+
 void hc_client_bytes_in(client *cl, const char *key, size_t kn, size_t bytes_in)
 {
     size_t un;
     const char *user = user_key(cl, key, kn, &un);
+    if (hc_client_pending(cl)) return;
     if (cl->stats) hc_stats_bytes(cl->stats, bytes_in, 0, user, un);
 }
 
@@ -417,6 +426,7 @@ void hc_client_event(lua_State *L, client *cl, int op, unsigned events, const ch
 {
     size_t un;
     const char *user = user_key(cl, key, kn, &un);
+    if (hc_client_pending(cl)) return;
     if (cl->stats) hc_stats_record(cl->stats, op, events, user, un, bytes_in, bytes_out, t0);
     if (cl->hook != LUA_NOREF) {
         const char *status = events & HC_EV_ERROR ? "error" : events & HC_EV_STALE ? "stale"
@@ -745,6 +755,7 @@ int luaopen_hicache_core(lua_State *L)
     new_class(L, CONN_MT, conn_methods, conn_gc, conn_tostring);
     lua_setfield(L, -2, "Conn");
     hc_keys_register(L);
+    hc_lproto_register(L);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
     lua_createtable(L, 0, 10); /* event bits for cache:_record */

@@ -82,7 +82,7 @@ static int cache_lease(lua_State *L)
         hc_taglist_from_lua(L, 6, 6, &t);
         ms_arg(L, 7, 0);
     }
-    hc_tokens_new(newe, 1);
+    hc_client_tokens(cl, newe, 1);
     hc_cmdb_init(&b);
     hc_client_script(cl, &b, HC_SCRIPT_LEASE);
     hc_cmdb_str(&b, "3");

@@ -135,7 +135,7 @@ static int cache_get(lua_State *L)
     lua_settop(L, 4);
     has_want = hc_opts_tags(L, 4, 4, &want, hc_opts_tags_only);
     kn = hc_key_arg(L, cl, 2, key);
-    t0 = HC_OBSERVED(cl) ? hc_now() : 0;
+    t0 = HC_OBSERVED(cl) ? hc_client_t0(cl) : 0;
     if (hc_read_one(cl, key, kn, has_want ? &want : NULL, &g, err) != 0) {
         n = hc_fail(L, err);
         return HC_OBSERVED(cl) ? hc_observe(L, cl, HC_OP_GET, 0, key, kn, 0, 0, t0, n) : n;
@@ -291,7 +291,7 @@ static int cache_get_many(lua_State *L)
     for (i = 1; i < (size_t)c.argc; i++) hc_cmdb_ref(&b, c.argv[i], c.argvlen[i]);
     hc_cmdb_end(&b);
     if (has_want) hc_taglist_mget(&b, &want, cl->prefix, cl->prefix_len);
-    t0 = HC_OBSERVED(cl) ? hc_now() : 0;
+    t0 = HC_OBSERVED(cl) ? hc_client_t0(cl) : 0;
     rc = hc_client_run(cl, &b, NULL, r, err);
     hc_cmdb_free(&b);
     if (rc != 0) return hc_fail(L, err);

@@ -183,7 +183,7 @@ void hc_tags_script(hc_cmdb *b, client *cl, const hc_taglist *t, char mode, long
     hc_cmdb_str(b, m);
     hc_cmdb_int(b, px);
     if (mode == 'p') {
-        hc_tokens_new(tokens, t->n);
+        hc_client_tokens(cl, tokens, t->n);
         for (i = 0; i < t->n; i++) hc_cmdb_ref(b, tokens + i * (HC_TOKEN_LEN + 1), HC_TOKEN_LEN);
     }
     hc_cmdb_end(b);
@@ -327,7 +327,7 @@ static int do_set(lua_State *L, client *cl, int mode, hc_taglist *tags)
         return luaL_argerror(L, 3, err);
     }
     /* From here to the frees nothing may raise. */
-    t0 = HC_OBSERVED(cl) ? hc_now() : 0;
+    t0 = HC_OBSERVED(cl) ? hc_client_t0(cl) : 0;
     hc_buf_init(&env, 0);
     rc = 0;
     if (tags) {
@@ -464,7 +464,7 @@ static int cache_set_many(lua_State *L)
         hc_wr_set(&w, cl, key, kn, vals[i].data, vals[i].len, ms);
         out += vals[i].len;
     }
-    t0 = HC_OBSERVED(cl) ? hc_now() : 0;
+    t0 = HC_OBSERVED(cl) ? hc_client_t0(cl) : 0;
     rc = hc_wr_run(&w, cl, NULL, &r, ioerr);
     for (i = 0; i < n; i++) hc_buf_free(&vals[i]);
     if (rc != 0) {
@@ -508,7 +508,7 @@ static int do_incr(lua_State *L, int sign)
         if (d == (lua_Integer)(-9223372036854775807LL - 1)) return hc_fail(L, "overflow");
         d = -d;
     }
-    t0 = HC_OBSERVED(cl) ? hc_now() : 0;
+    t0 = HC_OBSERVED(cl) ? hc_client_t0(cl) : 0;
     hc_wr_init(&w);
     hc_wr_incr(&w, cl, key, kn, (long long)d);
     if (hc_wr_run(&w, cl, NULL, &r, err) != 0) {
@@ -599,7 +599,7 @@ static int delete_op(lua_State *L, int list, char result, int op, unsigned ev)
     const char *full = NULL;
     size_t fn = 0;
     long long count;
-    double t0 = HC_OBSERVED(cl) ? hc_now() : 0;
+    double t0 = HC_OBSERVED(cl) ? hc_client_t0(cl) : 0;
     int n = 1;
     lua_settop(L, 2);
     if (delete_keys(L, cl, 2, list, &count, err, list ? NULL : &full, &fn) != 0) n = hc_fail(L, err);
@@ -665,7 +665,7 @@ static int cache_invalidate_tag(lua_State *L)
     hc_wr w;
     lua_settop(L, 2);
     n = check_tag_args(L, 2);
-    t0 = HC_OBSERVED(cl) ? hc_now() : 0;
+    t0 = HC_OBSERVED(cl) ? hc_client_t0(cl) : 0;
     if (n == 0) {
         lua_pushboolean(L, 1);
         return 1;
@@ -738,7 +738,7 @@ static int cache_bump_epoch(lua_State *L)
     redisReply *r;
     hc_cmdb b;
     int rc;
-    hc_tokens_new(tok, 1);
+    hc_client_tokens(cl, tok, 1);
     hc_cmdb_init(&b);
     hc_cmdb_str(&b, "SET");
     hc_cmdb_add(&b, name, hc_epoch_name(cl, name));

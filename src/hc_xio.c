@@ -1,0 +1,196 @@
+/* hc_xio.c -- protocol core: an operation driven from outside (hc_xio.h). */
+#include "hc_xio.h"
+#include "hc_entry.h"
+#include "hc_proto.h"
+#include "hc_time.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct round {
+    char *req;            /* request bytes (hc_proto_format)          */
+    size_t reqlen;
+    int n;                /* replies it needs                          */
+    double timeout;
+    char *resp;           /* the replies' bytes, once complete         */
+    size_t resplen, respcap;
+    int answered, used;   /* used: consumed in the current run         */
+} round;
+
+struct hc_xio {
+    round r[HC_XIO_ROUNDS];
+    int nrounds;
+    int pending;          /* index of the round waiting for bytes, or -1 */
+    redisReader *reader;  /* counts the replies of the pending round   */
+    int got;
+    char *tokens;         /* hex tokens drawn so far, HC_TOKEN_LEN+1 each */
+    int ntokens, captokens, token_pos;
+    double t0;
+};
+
+hc_xio *hc_xio_new(void)
+{
+    hc_xio *x = calloc(1, sizeof *x);
+    if (x == NULL) return NULL;
+    x->pending = -1;
+    x->t0 = hc_now();
+    return x;
+}
+
+void hc_xio_free(hc_xio *x)
+{
+    int i;
+    if (x == NULL) return;
+    for (i = 0; i < x->nrounds; i++) {
+        hc_proto_free(x->r[i].req);
+        free(x->r[i].resp);
+    }
+    if (x->reader) redisReaderFree(x->reader);
+    free(x->tokens);
+    free(x);
+}
+
+void hc_xio_begin_run(hc_xio *x)
+{
+    int i;
+    for (i = 0; i < x->nrounds; i++) x->r[i].used = 0;
+    x->token_pos = 0;
+}
+
+int hc_xio_pending(const hc_xio *x)
+{
+    return x->pending >= 0;
+}
+
+double hc_xio_t0(const hc_xio *x)
+{
+    return x->t0;
+}
+
+/* Parses an answered round's bytes into n replies. */
+static int replay(const round *rd, redisReply **replies, char *err, size_t errlen)
+{
+    redisReader *rr = hc_proto_reader();
+    int i, got = 0;
+    if (rr == NULL || hc_proto_feed(rr, rd->resp, rd->resplen) != 0) goto fail;
+    for (; got < rd->n; got++)
+        if (hc_proto_next(rr, &replies[got]) != 1) goto fail;
+    redisReaderFree(rr);
+    return 0;
+fail:
+    for (i = 0; i < got; i++) {
+        freeReplyObject(replies[i]);
+        replies[i] = NULL;
+    }
+    if (rr) redisReaderFree(rr);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+int hc_xio_exec(hc_xio *x, int n, const hc_cmd *cmds, double timeout, redisReply **replies,
+                char *err, size_t errlen)
+{
+    char *req;
+    long len = hc_proto_format(n, cmds, &req);
+    int i;
+    round *rd;
+
+    if (len < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (i = 0; i < x->nrounds; i++) {
+        rd = &x->r[i];
+        if (rd->used || !rd->answered || rd->n != n || rd->reqlen != (size_t)len ||
+            memcmp(rd->req, req, (size_t)len) != 0)
+            continue;
+        hc_proto_free(req);
+        rd->used = 1;
+        return replay(rd, replies, err, errlen);
+    }
+    if (x->pending >= 0 || x->nrounds == HC_XIO_ROUNDS) {
+        hc_proto_free(req);
+        snprintf(err, errlen, x->pending >= 0 ? "pending" : "too many round trips");
+        return -1;
+    }
+    rd = &x->r[x->nrounds];
+    memset(rd, 0, sizeof *rd);
+    rd->req = req;
+    rd->reqlen = (size_t)len;
+    rd->n = n;
+    rd->timeout = timeout;
+    if (x->reader == NULL && (x->reader = hc_proto_reader()) == NULL) {
+        hc_proto_free(req);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    x->pending = x->nrounds++;
+    x->got = 0;
+    snprintf(err, errlen, "pending");
+    return -1;
+}
+
+const char *hc_xio_request(const hc_xio *x, size_t *len, int *nreplies, double *timeout)
+{
+    const round *rd;
+    if (x->pending < 0) return NULL;
+    rd = &x->r[x->pending];
+    *len = rd->reqlen;
+    *nreplies = rd->n;
+    *timeout = rd->timeout;
+    return rd->req;
+}
+
+int hc_xio_feed(hc_xio *x, const char *buf, size_t n)
+{
+    round *rd;
+    redisReply *r;
+    if (x->pending < 0) return -1;
+    rd = &x->r[x->pending];
+    if (rd->resplen + n > rd->respcap) {
+        size_t cap = rd->respcap ? rd->respcap : 256;
+        char *p;
+        while (cap < rd->resplen + n) cap *= 2;
+        if ((p = realloc(rd->resp, cap)) == NULL) return -1;
+        rd->resp = p;
+        rd->respcap = cap;
+    }
+    memcpy(rd->resp + rd->resplen, buf, n);
+    rd->resplen += n;
+    if (hc_proto_feed(x->reader, buf, n) != 0) return -1;
+    for (;;) {
+        int rc = hc_proto_next(x->reader, &r);
+        if (rc < 0) return -1;
+        if (rc == 0) return 0;
+        freeReplyObject(r);
+        if (++x->got == rd->n) break;
+    }
+    if (hc_proto_pending(x->reader)) return -1; /* bytes past the last reply */
+    rd->answered = 1;
+    x->pending = -1;
+    redisReaderFree(x->reader);
+    x->reader = NULL;
+    return 1;
+}
+
+int hc_xio_tokens(hc_xio *x, char *hex, int n)
+{
+    const size_t one = HC_TOKEN_LEN + 1;
+    int i;
+    for (i = 0; i < n; i++, x->token_pos++) {
+        if (x->token_pos == x->ntokens) {
+            if (x->ntokens == x->captokens) {
+                int cap = x->captokens ? x->captokens * 2 : 8;
+                char *p = realloc(x->tokens, (size_t)cap * one);
+                if (p == NULL) return -1;
+                x->tokens = p;
+                x->captokens = cap;
+            }
+            hc_tokens_new(x->tokens + (size_t)x->ntokens * one, 1);
+            x->ntokens++;
+        }
+        memcpy(hex + (size_t)i * one, x->tokens + (size_t)x->token_pos * one, one);
+    }
+    return 0;
+}
