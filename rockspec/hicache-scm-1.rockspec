@@ -29,10 +29,10 @@ build = {
   modules = {
     ["hicache.core"] = {
       sources = {
-        "src/hc_cmd.c", "src/hc_proto.c", "src/hc_sock.c", "src/hc_tls.c", "src/hc_conn.c", "src/hc_pool.c", "src/hc_args.c", "src/hc_stats.c",
+        "src/hc_cmd.c", "src/hc_proto.c", "src/hc_sock.c", "src/hc_tls.c", "src/hc_xio.c", "src/hc_conn.c", "src/hc_pool.c", "src/hc_args.c", "src/hc_stats.c",
         "src/hc_reply.c", "src/hc_codec.c", "src/hc_msgpack.c", "src/hc_json.c",
         "src/hc_names.c", "src/hc_entry.c", "src/hc_scripts.c", "src/hc_cache.c", "src/hc_read.c",
-        "src/hc_write.c", "src/hc_lease.c", "src/hc_keeper.c", "src/hc_keys.c", "src/hc_core.c",
+        "src/hc_write.c", "src/hc_lease.c", "src/hc_keeper.c", "src/hc_keys.c", "src/hc_lproto.c", "src/hc_core.c",
       },
       defines = { "_DEFAULT_SOURCE", "_POSIX_C_SOURCE=200809L" },
       incdirs = { "$(HIREDIS_INCDIR)", "$(ZSTD_INCDIR)", "$(JANSSON_INCDIR)", "$(MSGPACK_INCDIR)", "$(SODIUM_INCDIR)", "$(OPENSSL_INCDIR)" },
@@ -49,5 +49,6 @@ build = {
     ["hicache.testing"] = "lua/hicache/testing.lua",
     ["hicache.argerror"] = "lua/hicache/argerror.lua",
     ["hicache.prometheus"] = "lua/hicache/prometheus.lua",
+    ["hicache.transport"] = "lua/hicache/transport.lua",
   },
 }

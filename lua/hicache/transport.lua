@@ -23,7 +23,7 @@ local step, new_xio, PENDING = core.step, core.xio, core.PENDING
 
 local _M = {}
 
-local unpack = table.unpack or unpack -- luacheck: ignore 143
+local unpack = table.unpack or unpack -- luacheck: ignore 113
 
 local function pack(...)
   return { n = select("#", ...), ... }
