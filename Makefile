@@ -35,15 +35,31 @@ CFLAGS_ALL  := $(WARN) $(OPT) $(SANITIZE) -fPIC -D_DEFAULT_SOURCE -D_POSIX_C_SOU
                $(LUA_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL := $(SANITIZE) $(LDFLAGS)
 
-SRCS := src/hc_cmd.c src/hc_proto.c src/hc_sock.c src/hc_tls.c src/hc_xio.c src/hc_conn.c src/hc_pool.c src/hc_args.c src/hc_reply.c src/hc_stats.c \
-        src/hc_codec.c src/hc_msgpack.c src/hc_json.c src/hc_names.c src/hc_entry.c src/hc_scripts.c \
-        src/hc_cache.c src/hc_read.c src/hc_write.c src/hc_lease.c src/hc_keeper.c src/hc_keys.c src/hc_lproto.c src/hc_core.c
-HDRS := $(wildcard src/*.h)
+# The layers (docs/DESIGN.md): each folder includes only the ones below it.
+#   src/lua/        Lua bindings of the cache API          (calls all below)
+#   src/router/     which node a command goes to: one pool per server
+#   src/transport/  sockets: plain (hc_sock), TLS (hc_tls), connection (hc_conn)
+#   src/core/       protocol core: no socket -- requests, replies, codec, names, stats
+#   src/base/       the vocabulary every layer uses (commands, time, buffers, Lua compat)
+LAYERS   := lua router transport core base
+SRC_BASE := src/base/hc_cmd.c
+SRC_CORE := src/core/hc_proto.c src/core/hc_xio.c src/core/hc_names.c src/core/hc_entry.c \
+            src/core/hc_scripts.c src/core/hc_codec.c src/core/hc_msgpack.c src/core/hc_json.c \
+            src/core/hc_stats.c
+SRC_TRANSPORT := src/transport/hc_sock.c src/transport/hc_tls.c src/transport/hc_conn.c
+SRC_ROUTER := src/router/hc_pool.c
+SRC_LUA  := src/lua/hc_args.c src/lua/hc_reply.c src/lua/hc_cache.c src/lua/hc_read.c \
+            src/lua/hc_write.c src/lua/hc_lease.c src/lua/hc_keeper.c src/lua/hc_keys.c \
+            src/lua/hc_lproto.c src/lua/hc_core.c
+SRCS := $(SRC_BASE) $(SRC_CORE) $(SRC_TRANSPORT) $(SRC_ROUTER) $(SRC_LUA)
+HDRS := $(wildcard src/*/*.h)
+INCLUDES := $(LAYERS:%=-Isrc/%)
+vpath %.c $(LAYERS:%=src/%)
 LUA_MODULES := $(wildcard lua/hicache/*.lua)
 
 BUILD  ?= build
 MODDIR ?= .
-OBJS   := $(SRCS:src/%.c=$(BUILD)/%.o)
+OBJS   := $(patsubst %.c,$(BUILD)/%.o,$(notdir $(SRCS)))
 MODULE := $(MODDIR)/hicache/core.so
 SPECBIN := $(BUILD)/spec
 
@@ -51,8 +67,8 @@ SPECBIN := $(BUILD)/spec
 
 all: $(MODULE) spec-helpers
 
-$(BUILD)/%.o: src/%.c $(HDRS) | $(BUILD)
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+$(BUILD)/%.o: %.c $(HDRS) | $(BUILD)
+	$(CC) $(CFLAGS_ALL) $(INCLUDES) -c $< -o $@
 
 $(BUILD):
 	mkdir -p $(BUILD)
@@ -65,9 +81,9 @@ $(MODULE): $(OBJS)
 # multi-threaded pool test program.
 spec-helpers: $(SPECBIN)/hctest.so $(SPECBIN)/hc_threads
 
-$(SPECBIN)/hctest.so: spec/helpers/hctest.c src/compat.h
+$(SPECBIN)/hctest.so: spec/helpers/hctest.c src/base/compat.h
 	mkdir -p $(SPECBIN)
-	$(CC) $(CFLAGS_ALL) -Isrc -shared $(LDFLAGS_ALL) -o $@ $<
+	$(CC) $(CFLAGS_ALL) -Isrc/base -shared $(LDFLAGS_ALL) -o $@ $<
 
 $(SPECBIN)/hc_threads: spec/helpers/hc_threads.c
 	mkdir -p $(SPECBIN)
@@ -78,7 +94,7 @@ LUAJIT_CFLAGS := $(shell $(PKG_CONFIG) --cflags luajit 2>/dev/null)
 compat-luajit:
 	@test -n "$(LUAJIT_CFLAGS)" || { echo "compat-luajit: needs libluajit-5.1-dev"; exit 1; }
 	@for f in $(SRCS); do \
-	  $(CC) $(WARN) -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L $(LUAJIT_CFLAGS) -fsyntax-only $$f || exit 1; \
+	  $(CC) $(WARN) -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L $(INCLUDES) $(LUAJIT_CFLAGS) -fsyntax-only $$f || exit 1; \
 	done
 	@echo "compat-luajit: src/ compiles against $(LUAJIT_CFLAGS)"
 
@@ -89,9 +105,11 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@if [ "$(FUZZ_SECONDS)" -gt 0 ]; then FUZZ_OUT=$(BUILD)/fuzz fuzz/run.sh $(FUZZ_SECONDS); fi
 
-# luacheck (Debian lua-check) over the Lua layer and the examples.
+# luacheck (Debian lua-check) over the Lua layer and the examples, and the
+# layering of src/: a file includes headers of its own layer or below.
 lint:
 	@luacheck --no-color -q lua examples
+	@tools/check-layers $(LAYERS)
 
 # The specs test the module just built (also with BUILD=/MODDIR= of your own).
 SPEC_ENV := HICACHE_MODDIR=$(abspath $(MODDIR)) HICACHE_TEST_BUILD=$(abspath $(SPECBIN))

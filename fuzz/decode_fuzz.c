@@ -13,7 +13,7 @@
  *             allocations fail past a budget of (bits 5-7 + 1) * 4 KiB
  *
  * Checks, besides what ASan, UBSan and LeakSanitizer report:
- *  - the decoder is run exactly as src/hc_cache.c (push_decoded) runs it:
+ *  - the decoder is run exactly as src/lua/hc_cache.c (push_decoded) runs it:
  *    hc_decoding_init, hc_decode_push inside hc_pcall, hc_decoding_done
  *    always afterwards (so a Lua error cannot leak the C buffers);
  *  - the hc_codec.h contract: success pushes exactly one value; failure
@@ -105,7 +105,7 @@ static int decode_cb(lua_State *L, void *ud)
     return 0;
 }
 
-/* Decodes p[0..n) as push_decoded in src/hc_cache.c does. Returns 1 with
+/* Decodes p[0..n) as push_decoded in src/lua/hc_cache.c does. Returns 1 with
  * the value pushed, 0 on a decode error (err filled, nothing pushed), or
  * -1 when Lua raised (status in *st, message in err, stack restored). */
 static int decode(lua_State *L, const hc_codec *c, const char *p, size_t n, char *err, int *st)

@@ -35,14 +35,14 @@ rm -f "$out"/artifacts/*   # what is left there afterwards is from this run
 
 # The decoder and what it links against (hc_reply.c for hc_pcall, hc_entry.c
 # for envelopes and the files that one uses).
-srcs="src/hc_codec.c src/hc_msgpack.c src/hc_json.c src/hc_reply.c src/hc_entry.c src/hc_names.c src/hc_cmd.c fuzz/decode_fuzz.c"
+srcs="src/core/hc_codec.c src/core/hc_msgpack.c src/core/hc_json.c src/lua/hc_reply.c src/core/hc_entry.c src/core/hc_names.c src/base/hc_cmd.c fuzz/decode_fuzz.c"
 log=$out/fuzz.log   # everything the fuzzer prints; the screen gets one line
 : >"$log"
 # shellcheck disable=SC2046,SC2086 # word splitting of the flags is intended
 "$CC" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -std=c99 -Wall -Wextra \
     -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L \
-    $("$PKG_CONFIG" --cflags lua5.4 hiredis) -Isrc \
+    $("$PKG_CONFIG" --cflags lua5.4 hiredis) -Isrc/base -Isrc/core -Isrc/lua \
     $srcs -o "$bin" \
     $("$PKG_CONFIG" --libs lua5.4 libzstd jansson msgpack hiredis libsodium) -lm
 

@@ -29,13 +29,14 @@ build = {
   modules = {
     ["hicache.core"] = {
       sources = {
-        "src/hc_cmd.c", "src/hc_proto.c", "src/hc_sock.c", "src/hc_tls.c", "src/hc_xio.c", "src/hc_conn.c", "src/hc_pool.c", "src/hc_args.c", "src/hc_stats.c",
-        "src/hc_reply.c", "src/hc_codec.c", "src/hc_msgpack.c", "src/hc_json.c",
-        "src/hc_names.c", "src/hc_entry.c", "src/hc_scripts.c", "src/hc_cache.c", "src/hc_read.c",
-        "src/hc_write.c", "src/hc_lease.c", "src/hc_keeper.c", "src/hc_keys.c", "src/hc_lproto.c", "src/hc_core.c",
+        "src/base/hc_cmd.c",
+        "src/core/hc_proto.c", "src/core/hc_xio.c", "src/core/hc_names.c", "src/core/hc_entry.c", "src/core/hc_scripts.c", "src/core/hc_codec.c", "src/core/hc_msgpack.c", "src/core/hc_json.c", "src/core/hc_stats.c",
+        "src/transport/hc_sock.c", "src/transport/hc_tls.c", "src/transport/hc_conn.c",
+        "src/router/hc_pool.c",
+        "src/lua/hc_args.c", "src/lua/hc_reply.c", "src/lua/hc_cache.c", "src/lua/hc_read.c", "src/lua/hc_write.c", "src/lua/hc_lease.c", "src/lua/hc_keeper.c", "src/lua/hc_keys.c", "src/lua/hc_lproto.c", "src/lua/hc_core.c",
       },
       defines = { "_DEFAULT_SOURCE", "_POSIX_C_SOURCE=200809L" },
-      incdirs = { "$(HIREDIS_INCDIR)", "$(ZSTD_INCDIR)", "$(JANSSON_INCDIR)", "$(MSGPACK_INCDIR)", "$(SODIUM_INCDIR)", "$(OPENSSL_INCDIR)" },
+      incdirs = { "src/base", "src/core", "src/transport", "src/router", "src/lua", "$(HIREDIS_INCDIR)", "$(ZSTD_INCDIR)", "$(JANSSON_INCDIR)", "$(MSGPACK_INCDIR)", "$(SODIUM_INCDIR)", "$(OPENSSL_INCDIR)" },
       libdirs = { "$(HIREDIS_LIBDIR)", "$(ZSTD_LIBDIR)", "$(JANSSON_LIBDIR)", "$(MSGPACK_LIBDIR)", "$(SODIUM_LIBDIR)", "$(OPENSSL_LIBDIR)" },
       libraries = { "hiredis", "zstd", "jansson", "msgpackc", "sodium", "ssl", "crypto", "pthread", "m" },
     },

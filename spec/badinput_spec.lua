@@ -187,7 +187,7 @@ describe("bad input is refused", function()
       assert.is_true(c:set("t", { x = x }))
       assert.equal(x, c:get("t").x)
     end
-    -- The Lua 5.1 build's hc_isinteger (src/compat.h) under UBSan, when
+    -- The Lua 5.1 build's hc_isinteger (src/base/compat.h) under UBSan, when
     -- the LuaJIT headers are there (make compat-luajit needs them too).
     if shell_out("pkg-config --exists luajit && echo yes"):find("yes") == nil then return end
     local src = H.dir .. "/isint.c"

@@ -1,4 +1,4 @@
--- hicache's own connection (src/hc_sock.c, hc_conn.c): one write and one
+-- hicache's own connection (src/transport/hc_sock.c, hc_conn.c): one write and one
 -- read per get on a live pooled connection, the idle poll threshold, the
 -- retry of a read on a connection the server had closed (never a write,
 -- never once a byte of the reply came), a bounded host-name lookup, IPv6.

@@ -1,4 +1,4 @@
--- Key names (src/hc_names.c): no internal name equals a value key of the
+-- Key names (src/core/hc_names.c): no internal name equals a value key of the
 -- same cache or another internal name, whatever the prefix, the version
 -- and the key; companions hash like their value key on Redis Cluster.
 local H = require "helper"

@@ -1,4 +1,4 @@
--- The protocol core without a socket (src/hc_proto.c, hc_xio.c,
+-- The protocol core without a socket (src/core/hc_proto.c, hc_xio.c,
 -- hc_lproto.c): commands to bytes, bytes in any pieces to replies, and
 -- whole cache operations driven by a connection written in Lua
 -- (hicache.transport over LuaSocket, feeding the reply one byte at a time)

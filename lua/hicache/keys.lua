@@ -9,7 +9,7 @@
 -- A builder raises (at the caller's line) on a missing field, an unknown
 -- field, nil or NaN, or a value of a kind the field does not declare: a key
 -- that does not encode its declared context cannot be built. The building
--- runs in C (src/hc_keys.c); this module only checks the declaration.
+-- runs in C (src/lua/hc_keys.c); this module only checks the declaration.
 
 local core = require "hicache.core"
 local argerror = require "hicache.argerror"

@@ -10,7 +10,7 @@
 -- write and invalidation revokes the lease of its key, and clear() /
 -- delete_pattern() move the epoch on: a fill that started before any of
 -- them returned is never stored after it. Each step is one C call
--- (src/hc_lease.c, src/hc_read.c).
+-- (src/lua/hc_lease.c, src/lua/hc_read.c).
 
 local core = require "hicache.core"
 local argerror = require "hicache.argerror"

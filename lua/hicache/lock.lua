@@ -2,7 +2,7 @@
 -- TTLs, fencing tokens, safe release, wake-up on release, and an optional
 -- watchdog (in C) that renews the lock while its holder lives.
 --
--- Keys (named in C, src/hc_names.c; all with the hash tag {name}, so one
+-- Keys (named in C, src/core/hc_names.c; all with the hash tag {name}, so one
 -- Cluster slot):
 --   prefix:lock:{name}        the lock: the owner's token, PX ttl
 --   prefix:lock:{name}:fence  the last fence (expires a day after the last

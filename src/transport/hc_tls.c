@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -109,6 +110,17 @@ static void ssl_err(const char *what, char *err, size_t errlen)
     ERR_clear_error();
 }
 
+/* A file option that cannot be read: say which and why (paths are not
+ * secrets; the contents never appear). 1 when it reported. */
+static int unreadable(const char *what, const char *path, char *err, size_t errlen)
+{
+    if (path == NULL || access(path, R_OK) == 0) return 0;
+    snprintf(err, errlen, "tls: cannot read %s %s: %s", what, path, strerror(errno));
+    lower(err + 5 + strlen(what) + strlen(path) + 8);
+    ERR_clear_error();
+    return 1;
+}
+
 hc_tls_ctx *hc_tls_ctx_new(const hc_tls_opts *o, char *err, size_t errlen)
 {
     hc_tls_ctx *x = calloc(1, sizeof *x);
@@ -131,6 +143,8 @@ hc_tls_ctx *hc_tls_ctx_new(const hc_tls_opts *o, char *err, size_t errlen)
     SSL_CTX_set_verify(x->ctx, o->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     if (o->ca_file || o->ca_path) {
         if (SSL_CTX_load_verify_locations(x->ctx, o->ca_file, o->ca_path) != 1) {
+            if (unreadable("ca_file", o->ca_file, err, errlen) || unreadable("ca_path", o->ca_path, err, errlen))
+                goto fail;
             ssl_err(o->ca_file ? "cannot load ca_file" : "cannot load ca_path", err, errlen);
             goto fail;
         }
@@ -140,10 +154,12 @@ hc_tls_ctx *hc_tls_ctx_new(const hc_tls_opts *o, char *err, size_t errlen)
     }
     if (o->cert_file) {
         if (SSL_CTX_use_certificate_chain_file(x->ctx, o->cert_file) != 1) {
+            if (unreadable("cert_file", o->cert_file, err, errlen)) goto fail;
             ssl_err("cannot load cert_file", err, errlen);
             goto fail;
         }
         if (SSL_CTX_use_PrivateKey_file(x->ctx, o->key_file, SSL_FILETYPE_PEM) != 1) {
+            if (unreadable("key_file", o->key_file, err, errlen)) goto fail;
             ssl_err("cannot load key_file", err, errlen);
             goto fail;
         }
