@@ -216,7 +216,7 @@ int main(void)
     -- (GCC and Clang leave float-cast-overflow out of -fsanitize=undefined)
     local ubsan = "-fsanitize=undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow"
     local out, code = H.shell(("cc -std=c99 " .. ubsan .. " "
-      .. "$(pkg-config --cflags luajit) -Isrc %s -o %s $(pkg-config --libs luajit) && %s"):format(src, bin, bin))
+      .. "$(pkg-config --cflags luajit) -Isrc/base %s -o %s $(pkg-config --libs luajit) && %s"):format(src, bin, bin))
     assert.equal(0, code, out)
     assert.equal("000110", out)
   end)

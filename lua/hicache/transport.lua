@@ -31,7 +31,12 @@ end
 
 function _M.run(cache, conn, method, ...)
   if type(conn) ~= "table" and type(conn) ~= "userdata" then
-    error("bad argument #2 to 'run' (connection expected, got " .. type(conn) .. ")", 2)
+    argerror.raise("bad argument #2 to 'run' (connection expected, got " .. type(conn) .. ")")
+  end
+  local f = type(method) == "string" and core.Client[method]
+  if type(f) ~= "function" or debug.getinfo(f, "S").what ~= "C" then
+    argerror.raise(("bad argument #3 to 'run' (%s is not an operation of the C core)"):format(
+      type(method) == "string" and ("'" .. method .. "'") or type(method)))
   end
   local x = new_xio()
   while true do
