@@ -6,7 +6,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <stdio.h>
@@ -20,6 +19,7 @@
 
 struct hc_tls_ctx {
     SSL_CTX *ctx;
+    BIO_METHOD *bio;
     int verify;
 };
 
@@ -32,9 +32,8 @@ struct hc_tls {
  * OpenSSL's own socket BIO writes with write(2): a peer that closed the
  * connection would kill the process with SIGPIPE, and a library must not
  * change the process's signal disposition. This one sends with
- * MSG_NOSIGNAL. The method table is created once and never changes. */
-static BIO_METHOD *nosig_method;
-static pthread_once_t nosig_once = PTHREAD_ONCE_INIT;
+ * MSG_NOSIGNAL. Each context owns its method table (freed with it, after
+ * every session of its pool), so nothing outlives the module. */
 
 static int bio_fd(BIO *b)
 {
@@ -73,23 +72,21 @@ static int nosig_create(BIO *b)
     return 1;
 }
 
-static void nosig_init(void)
+static BIO_METHOD *nosig_method_new(void)
 {
-    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
-                                 "hicache socket");
-    if (m == NULL) return;
+    BIO_METHOD *m = BIO_meth_new(BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR, "hicache socket");
+    if (m == NULL) return NULL;
     BIO_meth_set_write(m, nosig_write);
     BIO_meth_set_read(m, nosig_read);
     BIO_meth_set_ctrl(m, nosig_ctrl);
     BIO_meth_set_create(m, nosig_create);
-    nosig_method = m;
+    return m;
 }
 
-static BIO *nosig_bio(int fd)
+static BIO *nosig_bio(BIO_METHOD *m, int fd)
 {
-    BIO *b;
-    pthread_once(&nosig_once, nosig_init);
-    if (nosig_method == NULL || (b = BIO_new(nosig_method)) == NULL) return NULL;
+    BIO *b = BIO_new(m);
+    if (b == NULL) return NULL;
     BIO_set_data(b, (void *)(intptr_t)fd);
     return b;
 }
@@ -136,6 +133,10 @@ hc_tls_ctx *hc_tls_ctx_new(const hc_tls_opts *o, char *err, size_t errlen)
         return NULL;
     }
     x->verify = o->verify;
+    if ((x->bio = nosig_method_new()) == NULL) {
+        ssl_err("cannot create a context", err, errlen);
+        goto fail;
+    }
     SSL_CTX_set_min_proto_version(x->ctx, TLS1_2_VERSION);
     /* One read(2) per record batch instead of header and body apart. */
     SSL_CTX_set_read_ahead(x->ctx, 1);
@@ -171,6 +172,7 @@ hc_tls_ctx *hc_tls_ctx_new(const hc_tls_opts *o, char *err, size_t errlen)
     return x;
 fail:
     SSL_CTX_free(x->ctx);
+    if (x->bio) BIO_meth_free(x->bio);
     free(x);
     return NULL;
 }
@@ -179,6 +181,7 @@ void hc_tls_ctx_free(hc_tls_ctx *x)
 {
     if (x == NULL) return;
     SSL_CTX_free(x->ctx);
+    BIO_meth_free(x->bio); /* every session of the pool is gone by now */
     free(x);
 }
 
@@ -223,7 +226,7 @@ hc_tls *hc_tls_connect(hc_tls_ctx *x, int fd, const char *name, double deadline,
         goto fail;
     }
     {
-        BIO *b = nosig_bio(fd);
+        BIO *b = nosig_bio(x->bio, fd);
         if (b == NULL) {
             ssl_err("cannot create a session", err, errlen);
             goto fail;
