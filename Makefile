@@ -50,7 +50,7 @@ SRC_TRANSPORT := src/transport/hc_sock.c src/transport/hc_tls.c src/transport/hc
 SRC_ROUTER := src/router/hc_pool.c
 SRC_LUA  := src/lua/hc_args.c src/lua/hc_reply.c src/lua/hc_cache.c src/lua/hc_read.c \
             src/lua/hc_write.c src/lua/hc_lease.c src/lua/hc_keeper.c src/lua/hc_keys.c \
-            src/lua/hc_lproto.c src/lua/hc_core.c
+            src/lua/hc_lproto.c src/lua/hc_client.c src/lua/hc_core.c
 SRCS := $(SRC_BASE) $(SRC_CORE) $(SRC_TRANSPORT) $(SRC_ROUTER) $(SRC_LUA)
 HDRS := $(wildcard src/*/*.h)
 INCLUDES := $(LAYERS:%=-Isrc/%)

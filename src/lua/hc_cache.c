@@ -139,6 +139,40 @@ int hc_opts_tags(lua_State *L, int idx, int argn, hc_taglist *t, const char *con
     return 1;
 }
 
+/* ---- namespace companions (the epoch of clear() and delete_pattern()) ---- */
+
+size_t hc_epoch_name(const client *cl, char *buf)
+{
+    return hc_name_companion(buf, cl->prefix, cl->prefix_len, cl->ns, cl->ns_len, "epoch", 5);
+}
+
+size_t hc_epoch_wake_name(const client *cl, const char *epoch, size_t en, char *buf)
+{
+    char what[8 + 64];
+    if (en > 64) en = 64;
+    memcpy(what, "epoch:", 6);
+    memcpy(what + 6, epoch, en);
+    return hc_name_companion(buf, cl->prefix, cl->prefix_len, cl->ns, cl->ns_len, what, 6 + en);
+}
+
+/* The TAGS script over t (hc_scripts.c): mode 'p' creates missing tags
+ * with fresh tokens (into tokens), 'x' only extends; px ms. */
+void hc_tags_script(hc_cmdb *b, client *cl, const hc_taglist *t, char mode, long long px, char *tokens)
+{
+    char key[HC_PREFIX_MAX + HC_TAG_MAX + 8], m[2] = {mode, '\0'};
+    int i;
+    hc_client_script(cl, b, HC_SCRIPT_TAGS);
+    hc_cmdb_int(b, t->n);
+    for (i = 0; i < t->n; i++) hc_cmdb_add(b, key, hc_name_tag(key, cl->prefix, cl->prefix_len, t->name[i], t->name_len[i]));
+    hc_cmdb_str(b, m);
+    hc_cmdb_int(b, px);
+    if (mode == 'p') {
+        hc_client_tokens(cl, tokens, t->n);
+        for (i = 0; i < t->n; i++) hc_cmdb_ref(b, tokens + i * (HC_TOKEN_LEN + 1), HC_TOKEN_LEN);
+    }
+    hc_cmdb_end(b);
+}
+
 /* ---- results ------------------------------------------------------------------ */
 
 int hc_observe(lua_State *L, client *cl, int op, unsigned ev, const char *key, size_t kn, size_t in,
