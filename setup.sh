@@ -9,7 +9,8 @@ packages="make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev libhiredis-dev
   libmsgpack-dev libzstd-dev libjansson-dev libsodium-dev
   python3-django python3-django-redis python3-msgpack clang libclang-rt-14-dev
   luarocks lua-busted redis-server redis-tools valgrind lua-redis lua-socket
-  libluajit-5.1-dev lua-check lua-sql-sqlite3 python3-prometheus-client lua-cjson"
+  libluajit-5.1-dev lua-check lua-sql-sqlite3 python3-prometheus-client lua-cjson
+  libssl-dev openssl strace util-linux"
 
 missing=""
 for p in $packages; do

@@ -14,6 +14,8 @@ local H = {
   dir = os.getenv("HICACHE_TEST_DIR"),
   build = os.getenv("HICACHE_TEST_BUILD"),
   valgrind = os.getenv("HICACHE_UNDER_VALGRIND") ~= nil,
+  tls_port = tonumber(os.getenv("HICACHE_TEST_TLS_PORT")),
+  tls_dir = os.getenv("HICACHE_TEST_TLS_DIR"),
 }
 -- busted loads this module once per spec file; the ASan preload is
 -- remembered in the registry because the first load unsets it below.
@@ -82,6 +84,68 @@ function H.restart_redis()
     posix.sleep(0.05)
   end
   error("redis-server did not come back")
+end
+
+--- Starts another throwaway redis-server (in a subdirectory of the test
+-- dir, on free loopback ports) with extra config lines; tls = true gives
+-- it a TLS port with cert (default "server") from the test PKI. Returns
+-- {port =, tls_port =, stop = function}; call stop() in a finally.
+function H.start_redis(opts)
+  opts = opts or {}
+  local reg = debug.getregistry()
+  reg.hicache_spec_servers = (reg.hicache_spec_servers or 0) + 1
+  local dir = ("%s/extra%d"):format(H.dir, reg.hicache_spec_servers)
+  os.execute("mkdir -p " .. dir)
+  for _ = 1, 20 do
+    local port = 20000 + math.random(0, 39999)
+    local tls_port = opts.tls and 20000 + math.random(0, 39999) or nil
+    local conf = {
+      "bind 127.0.0.1", "port " .. (opts.tls and 0 or port), "daemonize yes",
+      "pidfile " .. dir .. "/redis.pid", "logfile " .. dir .. "/redis.log", "dir " .. dir,
+      'save ""', "appendonly no",
+    }
+    if opts.tls then
+      local cert = opts.cert or "server"
+      conf[#conf + 1] = "tls-port " .. tls_port
+      conf[#conf + 1] = ("tls-cert-file %s/%s.crt"):format(H.tls_dir, cert)
+      conf[#conf + 1] = ("tls-key-file %s/%s.key"):format(H.tls_dir, cert)
+      conf[#conf + 1] = ("tls-ca-cert-file %s/ca.crt"):format(H.tls_dir)
+      conf[#conf + 1] = "tls-auth-clients " .. (opts.client_certs and "yes" or "no")
+    end
+    for _, line in ipairs(opts.conf or {}) do conf[#conf + 1] = line end
+    local f = assert(io.open(dir .. "/redis.conf", "w"))
+    f:write(table.concat(conf, "\n"), "\n")
+    f:close()
+    os.remove(dir .. "/redis.pid")
+    local _, code = H.shell("redis-server " .. dir .. "/redis.conf")
+    if code == 0 then
+      for _ = 1, 100 do
+        local pf = io.open(dir .. "/redis.pid")
+        local pid = pf and pf:read("l")
+        if pf then pf:close() end
+        local log = io.open(dir .. "/redis.log")
+        local text = log and log:read("a") or ""
+        if log then log:close() end
+        if pid and text:find("Ready to accept connections") then
+          local server = { port = (not opts.tls) and port or nil, tls_port = tls_port, dir = dir }
+          function server.stop()
+            os.execute("kill " .. pid .. " 2>/dev/null")
+            for _ = 1, 100 do
+              if not os.execute("kill -0 " .. pid .. " 2>/dev/null") then return end
+              posix.sleep(0.05)
+            end
+            os.execute("kill -9 " .. pid .. " 2>/dev/null")
+          end
+          return server
+        end
+        if text:find("Address already in use") then break end
+        posix.sleep(0.05)
+      end
+      local pf = io.open(dir .. "/redis.pid")
+      if pf then os.execute("kill " .. pf:read("l") .. " 2>/dev/null"); pf:close() end
+    end
+  end
+  error("could not start an extra redis-server (see " .. dir .. "/redis.log)")
 end
 
 --- Runs a Lua chunk in a fresh lua5.4 process; returns its output and code.

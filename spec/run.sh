@@ -9,6 +9,11 @@
 #   HICACHE_TEST_CONF                       config file (to restart the server)
 #   HICACHE_TEST_DIR                        temp dir
 #   HICACHE_TEST_BUILD                      where the spec helpers were built
+#   HICACHE_TEST_TLS_PORT                   the same server's TLS port (tls-port,
+#                                           no client certificate required)
+#   HICACHE_TEST_TLS_DIR                    the test PKI (spec/helpers/mkcerts.sh):
+#                                           ca.crt, server.*, client.*, other-ca.crt,
+#                                           other-server.*, wrong-host.*
 # HICACHE_RUNNER=asan|valgrind runs busted under ASan or valgrind memcheck.
 # Arguments go to busted (e.g. spec/pool_spec.lua), except:
 #   spec/run.sh --exec CMD [ARGS]   runs CMD with the server instead of busted
@@ -49,9 +54,19 @@ run() {
   return $rc
 }
 
+# The test PKI for the TLS port and the TLS specs.
+tls=$tmp/tls
+if ! spec/helpers/mkcerts.sh "$tls" >"$tmp/mkcerts.log" 2>&1; then
+  echo "spec/run.sh: could not generate the test certificates (openssl):" >&2
+  cat "$tmp/mkcerts.log" >&2
+  exit 1
+fi
+
 started=
 for _ in $(seq 20); do
   port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
+  tlsport=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
+  [ "$tlsport" = "$port" ] && continue
   cat > "$conf" <<CONF
 bind 127.0.0.1
 port $port
@@ -64,12 +79,18 @@ dir $tmp
 save ""
 appendonly no
 enable-debug-command yes
+tls-port $tlsport
+tls-cert-file $tls/server.crt
+tls-key-file $tls/server.key
+tls-ca-cert-file $tls/ca.crt
+tls-auth-clients no
 CONF
   rm -f "$tmp/redis.pid"
   redis-server "$conf" >/dev/null 2>&1 || continue
   for _ in $(seq 50); do
     if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] &&
-       [ "$(redis-cli -s "$sock" ping 2>/dev/null)" = PONG ]; then
+       [ "$(redis-cli -s "$sock" ping 2>/dev/null)" = PONG ] &&
+       [ "$(redis-cli --tls --cacert "$tls/ca.crt" -h 127.0.0.1 -p "$tlsport" ping 2>/dev/null)" = PONG ]; then
       started=1; break
     fi
     sleep 0.1
@@ -85,6 +106,7 @@ fi
 
 export HICACHE_TEST_HOST=127.0.0.1 HICACHE_TEST_PORT=$port HICACHE_TEST_SOCKET=$sock
 export HICACHE_TEST_CONF=$conf HICACHE_TEST_DIR=$tmp
+export HICACHE_TEST_TLS_PORT=$tlsport HICACHE_TEST_TLS_DIR=$tls
 export HICACHE_TEST_BUILD=${HICACHE_TEST_BUILD:-$root/build/spec}
 export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;$root/spec/?.lua;;"
 export LUA_CPATH="${HICACHE_MODDIR:-$root}/?.so;$HICACHE_TEST_BUILD/?.so;;"
