@@ -236,6 +236,14 @@ static const luaL_Reg xio_methods[] = {
     {NULL, NULL},
 };
 
+static const luaL_Reg functions[] = {
+    {"format", l_format},
+    {"reader", l_reader},
+    {"xio", l_xio},
+    {"step", l_step},
+    {NULL, NULL},
+};
+
 static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc)
 {
     luaL_newmetatable(L, name);
@@ -254,14 +262,7 @@ void hc_lproto_register(lua_State *L)
     new_class(L, BOX_MT, NULL, box_gc);
     new_class(L, READER_MT, reader_methods, reader_gc);
     new_class(L, XIO_MT, xio_methods, xio_gc);
-    lua_pushcfunction(L, l_format);
-    lua_setfield(L, -2, "format");
-    lua_pushcfunction(L, l_reader);
-    lua_setfield(L, -2, "reader");
-    lua_pushcfunction(L, l_xio);
-    lua_setfield(L, -2, "xio");
-    lua_pushcfunction(L, l_step);
-    lua_setfield(L, -2, "step");
+    luaL_setfuncs(L, functions, 0);
     lua_newtable(L); /* core.PENDING: a unique value */
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &pending_key);
