@@ -83,7 +83,7 @@ spec-helpers: $(SPECBIN)/hctest.so $(SPECBIN)/hc_threads
 
 $(SPECBIN)/hctest.so: spec/helpers/hctest.c src/base/compat.h
 	mkdir -p $(SPECBIN)
-	$(CC) $(CFLAGS_ALL) -Isrc/base -shared $(LDFLAGS_ALL) -o $@ $<
+	$(CC) $(CFLAGS_ALL) -Isrc/base -shared $(LDFLAGS_ALL) -o $@ $< -lhiredis
 
 $(SPECBIN)/hc_threads: spec/helpers/hc_threads.c
 	mkdir -p $(SPECBIN)

@@ -47,6 +47,23 @@ describe("core.format and core.reader", function()
     assert.has_error(function() core.format { { "GET", {} } } end)
   end)
 
+  it("writes the same bytes as hiredis's redisFormatCommandArgv (random commands)", function()
+    math.randomseed(42)
+    for _ = 1, 2000 do
+      local args = {}
+      for i = 1, math.random(1, 12) do
+        local len = ({ 0, 1, 9, 10, 99, 100, 1000, math.random(0, 70000) })[math.random(1, 8)]
+        local b = {}
+        for j = 1, len do b[j] = string.char(math.random(0, 255)) end
+        args[i] = table.concat(b)
+      end
+      assert.equal(H.posix.hiredis_format(table.unpack(args)), core.format { args })
+    end
+    local a, b = { "SET", "k", "v" }, { "GET", "k" }
+    assert.equal(H.posix.hiredis_format(table.unpack(a)) .. H.posix.hiredis_format(table.unpack(b)),
+      core.format { a, b })
+  end)
+
   it("parses replies fed one byte at a time", function()
     local bytes = "+OK\r\n:42\r\n$-1\r\n*3\r\n$1\r\na\r\n*1\r\n:7\r\n$0\r\n\r\n-ERR boom\r\n"
     local r = core.reader()

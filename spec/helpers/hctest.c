@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
+
 #include "compat.h"
 
 static int t_fork(lua_State *L)
@@ -171,7 +173,26 @@ static int t_unsetenv(lua_State *L)
     return 1;
 }
 
+/* hiredis_format(args...) -> hiredis's own redisFormatCommandArgv bytes,
+ * to compare with hicache's formatter (spec/proto_spec.lua). */
+static int t_hiredis_format(lua_State *L)
+{
+    int n = lua_gettop(L), i;
+    const char *argv[64];
+    size_t lens[64];
+    char *out;
+    int len;
+    if (n < 1 || n > 64) return luaL_error(L, "1 to 64 arguments");
+    for (i = 0; i < n; i++) argv[i] = luaL_checklstring(L, i + 1, &lens[i]);
+    len = redisFormatCommandArgv(&out, n, argv, lens);
+    if (len < 0) return luaL_error(L, "out of memory");
+    lua_pushlstring(L, out, (size_t)len);
+    redisFreeCommand(out);
+    return 1;
+}
+
 static const luaL_Reg funcs[] = {
+    {"hiredis_format", t_hiredis_format},
     {"unsetenv", t_unsetenv},
     {"with_alloc_limit", t_with_alloc_limit}, {"heap", t_heap},
     {"fork", t_fork},   {"waitpid", t_waitpid}, {"_exit", t_exit},
