@@ -97,7 +97,10 @@ local function redis_benchmark(args, n, per_op, tls)
   local rps = tonumber(out:match('"[^"]+","([%d.]+)"'))
   local cu, cs = times:match("\n(%d+m[%d.]+s) (%d+m[%d.]+s)\n?$")
   local function secs(s) local m, x = s:match("(%d+)m([%d.]+)s"); return m * 60 + x end
-  if not (rps and cu) then error("redis-benchmark: " .. first_line(out), 0) end
+  if not (rps and cu) then
+    local why = first_line(out)
+    error("redis-benchmark: " .. (why ~= "" and why or "no result"), 0)
+  end
   return { ops = rps / per_op, cpu_us = (secs(cu) + secs(cs)) / (n / per_op) * 1e6 }
 end
 
