@@ -49,13 +49,12 @@ describe("core.format and core.reader", function()
 
   it("writes the same bytes as hiredis's redisFormatCommandArgv (random commands)", function()
     math.randomseed(42)
-    for _ = 1, 2000 do
+    for _ = 1, 500 do
       local args = {}
       for i = 1, math.random(1, 12) do
         local len = ({ 0, 1, 9, 10, 99, 100, 1000, math.random(0, 70000) })[math.random(1, 8)]
-        local b = {}
-        for j = 1, len do b[j] = string.char(math.random(0, 255)) end
-        args[i] = table.concat(b)
+        local piece = string.char(math.random(0, 255), math.random(0, 255), 13, 10, math.random(0, 255))
+        args[i] = string.rep(piece, len // 5 + 1):sub(1, len)
       end
       assert.equal(H.posix.hiredis_format(table.unpack(args)), core.format { args })
     end
