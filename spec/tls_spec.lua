@@ -45,6 +45,22 @@ describe("TLS to the test server", function()
     byname:close()
   end)
 
+  it("tls.ca_path: a hashed directory of CAs (openssl rehash)", function()
+    local dir = H.dir .. "/capath"
+    assert(os.execute(("mkdir -p %s && cp %s %s/ && openssl rehash %s >/dev/null 2>&1"):format(dir, CA, dir, dir)))
+    local p = tls_cache { tls = { ca_path = dir } }
+    assert.is_true(p:set("cp", 1))
+    assert.equal(1, p:get("cp"))
+    p:close()
+    local empty = H.dir .. "/capath-empty"
+    os.execute("mkdir -p " .. empty)
+    local e = tls_cache { tls = { ca_path = empty } }
+    local v, err = e:get("cp")
+    assert.is_nil(v)
+    assert.matches("certificate verify failed", err, 1, true)
+    e:close()
+  end)
+
   it("is pooled: many commands, one connection, one handshake", function()
     for i = 1, 200 do assert.is_true(c:set("p" .. i % 7, i)) end
     for i = 1, 200 do assert.truthy(c:get("p" .. i % 7)) end
