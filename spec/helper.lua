@@ -148,6 +148,23 @@ function H.start_redis(opts)
   error("could not start an extra redis-server (see " .. dir .. "/redis.log)")
 end
 
+--- A loopback TCP listener that never accepts and never answers: the
+-- kernel completes the TCP handshake from its backlog, so a connect
+-- succeeds and then every read waits (a TLS handshake, a command). Lives
+-- in this process (LuaSocket), nothing to leak. Returns
+-- {port =, stop = function}; stop() (or :stop()) closes it, at most once;
+-- call it in a finally.
+function H.silent_listener()
+  local socket = require "socket"
+  local server = assert(socket.bind("127.0.0.1", 0, 64))
+  local _, port = server:getsockname()
+  local l = { port = tonumber(port) }
+  function l.stop()
+    if server then server:close(); server = nil end
+  end
+  return l
+end
+
 --- Runs a Lua chunk in a fresh lua5.4 process; returns its output and code.
 function H.lua(code)
   local path = H.dir .. "/chunk" .. tostring(math.random(1e9)) .. ".lua"

@@ -14,6 +14,8 @@
 #   HICACHE_TEST_TLS_DIR                    the test PKI (spec/helpers/mkcerts.sh):
 #                                           ca.crt, server.*, client.*, other-ca.crt,
 #                                           other-server.*, wrong-host.*
+# Without openssl, or when the server does not answer redis-cli --tls, it
+# stops with a message and runs nothing: the TLS specs are never skipped.
 # HICACHE_RUNNER=asan|valgrind runs busted under ASan or valgrind memcheck.
 # Arguments go to busted (e.g. spec/pool_spec.lua), except:
 #   spec/run.sh --exec CMD [ARGS]   runs CMD with the server instead of busted
@@ -54,10 +56,32 @@ run() {
   return $rc
 }
 
-# The test PKI for the TLS port and the TLS specs.
+# The test PKI for the TLS port and the TLS specs. No certificates, no run:
+# the TLS specs are never skipped.
 tls=$tmp/tls
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "spec/run.sh: openssl is not installed (./setup.sh installs it); the TLS specs need it" >&2
+  exit 1
+fi
 if ! spec/helpers/mkcerts.sh "$tls" >"$tmp/mkcerts.log" 2>&1; then
-  echo "spec/run.sh: could not generate the test certificates (openssl):" >&2
+  echo "spec/run.sh: could not generate the test certificates (spec/helpers/mkcerts.sh, openssl):" >&2
+  cat "$tmp/mkcerts.log" >&2
+  # the commands up to the one that failed, whatever the tools printed
+  echo "spec/run.sh: the last commands of mkcerts.sh:" >&2
+  sh -x spec/helpers/mkcerts.sh "$tmp/tls-trace" 2>&1 | tail -n 4 >&2
+  exit 1
+fi
+for f in ca.crt ca.key server.crt server.key client.crt client.key other-ca.crt \
+         other-server.crt other-server.key wrong-host.crt wrong-host.key; do
+  if [ ! -s "$tls/$f" ]; then
+    echo "spec/run.sh: spec/helpers/mkcerts.sh did not make $tls/$f" >&2
+    exit 1
+  fi
+done
+if ! openssl verify -CAfile "$tls/ca.crt" "$tls/server.crt" "$tls/client.crt" "$tls/wrong-host.crt" \
+       >"$tmp/mkcerts.log" 2>&1 ||
+   ! openssl verify -CAfile "$tls/other-ca.crt" "$tls/other-server.crt" >>"$tmp/mkcerts.log" 2>&1; then
+  echo "spec/run.sh: the test certificates do not verify against their CAs:" >&2
   cat "$tmp/mkcerts.log" >&2
   exit 1
 fi
@@ -86,21 +110,32 @@ tls-ca-cert-file $tls/ca.crt
 tls-auth-clients no
 CONF
   rm -f "$tmp/redis.pid"
-  redis-server "$conf" >/dev/null 2>&1 || continue
+  # a redis-server built without TLS stops here ("Bad directive ... tls-port")
+  redis-server "$conf" >"$tmp/redis-start.log" 2>&1 || continue
+  plain=
   for _ in $(seq 50); do
     if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] &&
-       [ "$(redis-cli -s "$sock" ping 2>/dev/null)" = PONG ] &&
-       [ "$(redis-cli --tls --cacert "$tls/ca.crt" -h 127.0.0.1 -p "$tlsport" ping 2>/dev/null)" = PONG ]; then
-      started=1; break
+       [ "$(redis-cli -s "$sock" ping 2>/dev/null)" = PONG ]; then
+      plain=1
+      if [ "$(redis-cli --tls --cacert "$tls/ca.crt" -h 127.0.0.1 -p "$tlsport" ping 2>/dev/null)" = PONG ]; then
+        started=1; break
+      fi
     fi
     sleep 0.1
   done
   [ -n "$started" ] && break
+  if [ -n "$plain" ]; then
+    # the server is up but its TLS port does not answer: not a busy port
+    echo "spec/run.sh: redis-server does not answer on its TLS port $tlsport:" >&2
+    redis-cli --tls --cacert "$tls/ca.crt" -h 127.0.0.1 -p "$tlsport" ping >&2 2>&1
+    cat "$tmp/redis.log" >&2 2>/dev/null
+    exit 1
+  fi
   stop_redis
 done
 if [ -z "$started" ]; then
-  echo "spec/run.sh: could not start redis-server" >&2
-  cat "$tmp/redis.log" >&2 2>/dev/null
+  echo "spec/run.sh: could not start redis-server (with a tls-port)" >&2
+  cat "$tmp/redis-start.log" "$tmp/redis.log" >&2 2>/dev/null
   exit 1
 fi
 

@@ -5,7 +5,6 @@
 -- timeout, CLIENT KILL, pooling and fork.
 local H = require "helper"
 local hicache = H.hicache
-local posix = H.posix
 
 local CA = H.tls_dir .. "/ca.crt"
 local SECRET = "Tls-S3cret-Pw"
@@ -109,6 +108,11 @@ describe("TLS to the test server", function()
     local u = tls_cache { url = "rediss://tlsuser:" .. SECRET .. "@127.0.0.1:" .. H.tls_port .. "/0" }
     assert.is_true(u:set("acl", "ok"))
     assert.equal("tlsuser", u:command("ACL", "WHOAMI"))
+    -- the same user given as options, with host/port and a tls table
+    local o = tls_cache { host = "127.0.0.1", port = H.tls_port, username = "tlsuser", password = SECRET }
+    assert.equal("ok", o:get("acl"))
+    assert.equal("tlsuser", o:command("ACL", "WHOAMI"))
+    o:close()
     local bad = tls_cache { url = "rediss://tlsuser:Wrong-" .. SECRET .. "@127.0.0.1:" .. H.tls_port .. "/0" }
     local v, err = bad:get("acl")
     assert.is_nil(v)
@@ -180,13 +184,9 @@ end)
 
 describe("TLS timeouts and options", function()
   it("a listener that never completes the handshake: timeout within about connect_timeout", function()
-    local f = assert(io.popen([[exec /usr/bin/python3 -c '
-import socket, os, sys, time
-s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(64)
-print(s.getsockname()[1], os.getpid()); sys.stdout.flush(); time.sleep(120)' ]]))
-    local port, pid = f:read("l"):match("^(%d+) (%d+)$")
-    finally(function() os.execute("kill " .. pid .. " 2>/dev/null"); f:close() end)
-    local c = tls_cache { url = "rediss://127.0.0.1:" .. port .. "/0", connect_timeout = 0.3 }
+    local silent = H.silent_listener()         -- the TCP connect succeeds, the ServerHello never comes
+    finally(silent.stop)
+    local c = tls_cache { url = "rediss://127.0.0.1:" .. silent.port .. "/0", connect_timeout = 0.3 }
     local t0 = hicache.now()
     local v, err = c:get("k")
     local took = hicache.now() - t0
