@@ -200,6 +200,8 @@ describe("TLS timeouts and options", function()
     local url = "rediss://127.0.0.1:" .. H.tls_port .. "/0"
     assert.same({ nil, "tls: cannot read ca_file /nonexistent/ca.pem: no such file or directory" },
       { hicache.new { url = url, tls = { ca_file = "/nonexistent/ca.pem" } } })
+    assert.same({ nil, "tls: cannot read ca_file /NoSuch/Dir/CA.pem: no such file or directory" },
+      { hicache.new { url = url, tls = { ca_file = "/NoSuch/Dir/CA.pem" } } })
     local c, err = hicache.new { url = url, tls = { ca_file = CA, cert_file = H.tls_dir .. "/client.crt",
                                                     key_file = H.tls_dir .. "/server.key" } }
     assert.is_nil(c)

@@ -111,9 +111,11 @@ static void ssl_err(const char *what, char *err, size_t errlen)
  * secrets; the contents never appear). 1 when it reported. */
 static int unreadable(const char *what, const char *path, char *err, size_t errlen)
 {
+    char why[96];
     if (path == NULL || access(path, R_OK) == 0) return 0;
-    snprintf(err, errlen, "tls: cannot read %s %s: %s", what, path, strerror(errno));
-    lower(err + 5 + strlen(what) + strlen(path) + 8);
+    snprintf(why, sizeof why, "%s", strerror(errno));
+    lower(why); /* the reason, not the path: a path keeps its case */
+    snprintf(err, errlen, "tls: cannot read %s %s: %s", what, path, why);
     ERR_clear_error();
     return 1;
 }
