@@ -15,18 +15,29 @@
 #   HICACHE_TEST_DIR                       the temp dir (removed afterwards)
 #   HICACHE_TEST_BUILD                     where the spec helpers were built
 
-LUA_VERSION ?= 5.4
-LUA         ?= lua$(LUA_VERSION)
+# LUA=luajit builds against Debian's OpenResty LuaJIT (libluajit2-5.1-dev,
+# the Lua 5.1 API) into build/luajit/ (module build/luajit/hicache/core.so)
+# and installs into the 5.1 directories; the default is Lua 5.4.
+LUA         ?= lua5.4
 PKG_CONFIG  ?= pkg-config
+ifeq ($(LUA),luajit)
+LUA_VERSION := 5.1
+LUA_PC      := luajit
+BUILD       ?= build/luajit
+MODDIR      ?= build/luajit
+else
+LUA_VERSION ?= $(patsubst lua%,%,$(LUA))
+LUA_PC      := lua$(LUA_VERSION)
+endif
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 LUA_LIBDIR  ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 LUA_SHAREDIR?= $(PREFIX)/share/lua/$(LUA_VERSION)
 
-LUA_CFLAGS  := $(shell $(PKG_CONFIG) --cflags lua$(LUA_VERSION))
+LUA_CFLAGS  := $(shell $(PKG_CONFIG) --cflags $(LUA_PC))
 HIREDIS_CFLAGS := $(shell $(PKG_CONFIG) --cflags hiredis)
 HIREDIS_LIBS   := $(shell $(PKG_CONFIG) --libs hiredis libzstd jansson msgpack libsodium openssl)
-LUA_LIBS    := $(shell $(PKG_CONFIG) --libs lua$(LUA_VERSION))
+LUA_LIBS    := $(shell $(PKG_CONFIG) --libs $(LUA_PC))
 
 OPT         ?= -O2 -g
 SANITIZE    ?=
@@ -63,7 +74,8 @@ OBJS   := $(patsubst %.c,$(BUILD)/%.o,$(notdir $(SRCS)))
 MODULE := $(MODDIR)/hicache/core.so
 SPECBIN := $(BUILD)/spec
 
-.PHONY: all compat-luajit lint fuzz test test-asan valgrind bench install uninstall clean spec-helpers demo
+
+.PHONY: all luajit compat-luajit lint fuzz test test-asan valgrind bench install uninstall clean spec-helpers demo
 
 all: $(MODULE) spec-helpers
 
@@ -114,8 +126,17 @@ lint:
 # The specs test the module just built (also with BUILD=/MODDIR= of your own).
 SPEC_ENV := HICACHE_MODDIR=$(abspath $(MODDIR)) HICACHE_TEST_BUILD=$(abspath $(SPECBIN))
 
-test: all compat-luajit lint fuzz
-	@$(SPEC_ENV) spec/run.sh
+# `make test` also builds the LuaJIT module (build/luajit): the OpenResty
+# specs load it into a private nginx, and the plain-Lua specs run again
+# under luajit.
+LUAJIT_BUILD := build/luajit
+LUAJIT_ENV := HICACHE_LUAJIT_MODDIR=$(CURDIR)/$(LUAJIT_BUILD) HICACHE_LUAJIT_BUILD=$(CURDIR)/$(LUAJIT_BUILD)/spec
+
+luajit:
+	$(MAKE) all LUA=luajit BUILD=$(LUAJIT_BUILD) MODDIR=$(LUAJIT_BUILD)
+
+test: all luajit compat-luajit lint fuzz
+	@$(SPEC_ENV) $(LUAJIT_ENV) spec/run.sh
 
 # The sanitized build lives in build/asan, apart from the normal one.
 ASAN_DIR := build/asan

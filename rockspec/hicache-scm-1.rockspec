@@ -51,5 +51,8 @@ build = {
     ["hicache.argerror"] = "lua/hicache/argerror.lua",
     ["hicache.prometheus"] = "lua/hicache/prometheus.lua",
     ["hicache.transport"] = "lua/hicache/transport.lua",
+    ["hicache.compat"] = "lua/hicache/compat.lua",
+    ["hicache.cosocket"] = "lua/hicache/cosocket.lua",
+    ["hicache.openresty"] = "lua/hicache/openresty.lua",
   },
 }

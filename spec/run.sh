@@ -36,8 +36,21 @@ stop_redis() {
   kill -9 "$pid" 2>/dev/null
 }
 child=
+# Every private nginx of the OpenResty specs (spec/nginx_harness.lua) keeps
+# its pid file under the temp dir.
+stop_nginx() {
+  local f pid
+  for f in "$tmp"/nginx-*/nginx.pid; do
+    [ -f "$f" ] || continue
+    pid=$(cat "$f" 2>/dev/null) || continue
+    kill -QUIT "$pid" 2>/dev/null || continue
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null
+  done
+}
 cleanup() {
   [ -n "$child" ] && kill "$child" 2>/dev/null
+  stop_nginx
   stop_redis
   rm -rf "$tmp"
 }
@@ -166,5 +179,27 @@ if [ "${1:-}" = --exec ]; then
   run "${prefix[@]}" "$@"
   exit $?
 fi
-if [ $# -eq 0 ]; then set -- spec examples/dashboard/spec; fi
-run "${prefix[@]}" "$lua" /usr/bin/busted -o spec/summary.lua "$@"
+# With no arguments: every spec under Lua 5.4 (the OpenResty specs start a
+# private nginx that loads the LuaJIT build, $HICACHE_LUAJIT_MODDIR), then
+# the plain-Lua specs again under LuaJIT when that build is given
+# ($HICACHE_LUAJIT_MODDIR and $HICACHE_LUAJIT_BUILD, spec helpers); the
+# last line adds them up. Under ASan or valgrind: the plain-Lua specs of
+# the build under test only.
+export HICACHE_SUMMARY_FILE=$tmp/summary
+all=
+if [ $# -eq 0 ]; then set -- spec examples/dashboard/spec; all=1; fi
+exclude=()
+if [ -n "${HICACHE_RUNNER:-}" ] || [ "$lua" = luajit ]; then exclude=(--exclude-pattern=openresty); fi
+run "${prefix[@]}" "$lua" /usr/bin/busted -o spec/summary.lua "${exclude[@]}" "$@"
+rc=$?
+if [ -n "$all" ] && [ -z "${HICACHE_RUNNER:-}" ] && [ "$lua" != luajit ] && [ -n "${HICACHE_LUAJIT_MODDIR:-}" ]; then
+  echo "LuaJIT ($HICACHE_LUAJIT_MODDIR):"
+  LUA=luajit HICACHE_MODDIR=$HICACHE_LUAJIT_MODDIR HICACHE_TEST_BUILD=$HICACHE_LUAJIT_BUILD \
+    LUA_CPATH="$HICACHE_LUAJIT_MODDIR/?.so;$HICACHE_LUAJIT_BUILD/?.so;;" \
+    run luajit /usr/bin/busted -o spec/summary.lua --exclude-pattern=openresty "$@"
+  rc2=$?
+  [ "$rc" -eq 0 ] && rc=$rc2
+  awk '{ p += $1; f += $2; s += $3 } END {
+         printf "all runs (Lua 5.4 + LuaJIT): %d pending\n%d passed, %d failed\n", s, p, f }' "$tmp/summary"
+fi
+exit $rc

@@ -56,6 +56,15 @@ return function(options)
     io_write(string_format("%d passed, %d failed\n", #handler.successes,
       #handler.failures + #handler.errors))
     io_flush()
+    -- spec/run.sh adds up the counts of its runs (Lua 5.4, LuaJIT)
+    local out = os.getenv("HICACHE_SUMMARY_FILE")
+    if out then
+      local f = io.open(out, "a")
+      if f then
+        f:write(string_format("%d %d %d\n", #handler.successes, #handler.failures + #handler.errors, pending))
+        f:close()
+      end
+    end
     return nil, true
   end
 

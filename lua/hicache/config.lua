@@ -27,7 +27,7 @@ local known = {
   url = true, host = true, port = true, path = true, db = true, username = true,
   password = true, connect_timeout = true, timeout = true, keepalive = true, pool = true,
   prefix = true, version = true, ttl = true, serializer = true, compress = true, limits = true,
-  stats = true, on_event = true, logger = true, tls = true,
+  stats = true, on_event = true, logger = true, tls = true, transport = true,
 }
 local serializers = { msgpack = true, json = true, raw = true }
 local known_pool = { size = true, wait = true, idle_check = true, idle_poll = true, lifetime = true,
@@ -178,6 +178,38 @@ local function tls_settings(s, tls, from_url)
   end
 end
 
+-- Inside OpenResty (the ngx API with cosockets) or not.
+local function in_openresty()
+  local ngx = rawget(_G, "ngx")
+  return type(ngx) == "table" and type(ngx.socket) == "table" and type(ngx.get_phase) == "function"
+end
+
+--- The transport option: "auto" (the default: cosockets inside OpenResty,
+-- else hicache's own blocking socket), "blocking" or "cosocket". Sets
+-- s.transport; returns an error message.
+function _M.transport(s, t)
+  if t == nil then t = "auto" end
+  if t ~= "auto" and t ~= "blocking" and t ~= "cosocket" then
+    return bad("transport", 'must be "auto", "blocking" or "cosocket"')
+  end
+  if t == "auto" then t = in_openresty() and "cosocket" or "blocking" end
+  if t == "cosocket" then
+    if not in_openresty() then return bad("transport", '"cosocket" needs OpenResty (ngx.socket.tcp)') end
+    -- ngx_lua 0.10.23 (Debian 12) has no tcpsock:setclientcert
+    if s.tls_cert_file then
+      return bad("tls.cert_file", "client certificates (mutual TLS) are not available on cosockets"
+        .. " (this ngx_lua has no setclientcert)")
+    end
+    -- a cosocket verifies with nginx's lua_ssl_trusted_certificate
+    for _, k in ipairs { "ca_file", "ca_path" } do
+      if s["tls_" .. k] then
+        return bad("tls." .. k, "is not used on cosockets: set lua_ssl_trusted_certificate in nginx.conf")
+      end
+    end
+  end
+  s.transport = t
+end
+
 --- Validates options and returns the settings for hicache.core.new.
 -- @return settings, or nil + message
 function _M.settings(opts)
@@ -219,6 +251,8 @@ function _M.settings(opts)
   local e = check_int("db", s.db, 0, 1000000); if e then return nil, e end
   if s.username and not s.password then return nil, bad("username", "needs a password") end
   e = tls_settings(s, opts.tls, url_tls); if e then return nil, e end
+
+  e = _M.transport(s, opts.transport); if e then return nil, e end
 
   local d = _M.defaults
   s.connect_timeout = opts.connect_timeout or d.connect_timeout

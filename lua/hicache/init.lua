@@ -13,6 +13,7 @@ local memoize = require "hicache.memoize"
 local invalidate = require "hicache.invalidate"
 local argerror = require "hicache.argerror"
 local prometheus = require "hicache.prometheus"
+local compat = require "hicache.compat"
 
 local type, setmetatable, pairs, tostring = type, setmetatable, pairs, tostring
 local raise = argerror.raise
@@ -34,6 +35,7 @@ function _M.new(opts)
   if not settings then raise(err) end
   local cache, cerr = core.new(settings)
   if not cache then return nil, cerr end
+  if settings.transport == "cosocket" then cache = require("hicache.openresty").wrap(cache, settings) end
   settings_of[cache] = settings
   return cache
 end
@@ -50,10 +52,10 @@ end
 
 local Cache = core.Client -- the methods table of the C class
 
-local EV, now = core.EV, core.now
+local EV, now, bor = core.EV, core.now, compat.bor
 local STATUS_EVENTS = {
-  hit = EV.hit, miss = EV.miss | EV.compute, waited = EV.hit | EV.wait,
-  stale = EV.hit | EV.stale, stale_error = EV.stale | EV.error | EV.compute,
+  hit = EV.hit, miss = bor(EV.miss, EV.compute), waited = bor(EV.hit, EV.wait),
+  stale = bor(EV.hit, EV.stale), stale_error = bor(bor(EV.stale, EV.error), EV.compute),
 }
 
 local function observed(self)
@@ -61,6 +63,9 @@ local function observed(self)
   return s.stats or s.on_event
 end
 
+
+-- Sleeps s seconds: blocks this thread here; on cosockets ngx.sleep.
+function Cache._sleep(_, s) return core.sleep(s) end
 
 --- cache:memoize(fn, opts) -> memoized callable
 function Cache:memoize(fn, opts) return memoize.new(self, fn, opts) end
@@ -83,9 +88,9 @@ function Cache:get_or_set(key, fn, opts)
   -- a runtime failure, or a bypass (the cache failed: fn ran without it)
   local ev
   if err ~= nil then ev = EV.error
-  elseif status == "bypass" then ev = EV.error | EV.compute
+  elseif status == "bypass" then ev = bor(EV.error, EV.compute)
   else ev = STATUS_EVENTS[status] end
-  if stored then ev = ev | EV.set end -- a fill counts in sets and bytes_out
+  if stored then ev = bor(ev, EV.set) end -- a fill counts in sets and bytes_out
   local why = err or cause
   self:_record("get_or_set", ev, self:_key(key), t0, why ~= nil and tostring(why) or nil, stored or 0)
   return v, err, status
@@ -125,6 +130,7 @@ function Cache:with_version(v)
   s.version = v
   local c, cerr = core.new(s)
   if not c then return nil, cerr end
+  if s.transport == "cosocket" then c = require("hicache.openresty").wrap(c, s) end
   settings_of[c] = s
   return c
 end
@@ -177,7 +183,7 @@ local function delete_matching(self, pattern)
     cursor = r[1]
     local keys = r[2]
     for from = 1, #keys, BATCH do
-      local n, derr = self:_invalidate_full(table.move(keys, from, math.min(from + BATCH - 1, #keys), 1, {}))
+      local n, derr = self:_invalidate_full({ compat.unpack(keys, from, math.min(from + BATCH - 1, #keys)) })
       if not n then return nil, derr end
       deleted = deleted + n
     end

@@ -6,9 +6,9 @@ local core = require "hicache.core"
 local argerror = require "hicache.argerror"
 
 local type, error, pcall, setmetatable = type, error, pcall, setmetatable
-local pairs, ipairs, tostring, select = pairs, ipairs, tostring, select
-local pack = table.pack or function(...) return { n = select("#", ...), ... } end
-local unpack = table.unpack or rawget(_G, "unpack") -- 5.4 | 5.1
+local pairs, ipairs, tostring = pairs, ipairs, tostring
+local compat = require "hicache.compat"
+local pack, unpack = compat.pack, compat.unpack
 local raise, rethrow = argerror.raise, argerror.rethrow
 
 local _M = {}

@@ -17,8 +17,8 @@ local argerror = require "hicache.argerror"
 
 local token, time_ms, now = core.token, core.time_ms, core.now
 local type, error, pcall, tostring, pairs = type, error, pcall, tostring, pairs
-local pack = table.pack or function(...) return { n = select("#", ...), ... } end
-local unpack = table.unpack or rawget(_G, "unpack") -- 5.4 | 5.1
+local compat = require "hicache.compat"
+local pack, unpack = compat.pack, compat.unpack
 local math_min, math_max, math_log, math_random, math_ceil = math.min, math.max, math.log, math.random, math.ceil
 
 local _M = {}

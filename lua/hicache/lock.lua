@@ -18,8 +18,8 @@ local argerror = require "hicache.argerror"
 local null = core.null
 local now, token = core.now, core.token
 local type, error, setmetatable, pcall, pairs, tostring = type, error, setmetatable, pcall, pairs, tostring
-local pack = table.pack or function(...) return { n = select("#", ...), ... } end
-local unpack = table.unpack or rawget(_G, "unpack") -- 5.4 | 5.1
+local compat = require "hicache.compat"
+local pack, unpack = compat.pack, compat.unpack
 local raise = argerror.raise
 local math_min, math_ceil, math_random = math.min, math.ceil, math.random
 
@@ -28,9 +28,25 @@ local _M = {}
 local Lock = {}
 Lock.__index = Lock
 
+-- A lock that is garbage collected stops its watchdog (no I/O in a
+-- finalizer: the lock itself then expires after its TTL). Lua 5.1 (LuaJIT)
+-- runs no __gc of a table: there the lock holds a sentinel userdata whose
+-- finalizer stops the watch (it refers to the watch, never to the lock).
+local gc_of_tables = not compat.luajit and _VERSION ~= "Lua 5.1"
+Lock.__gc = function(self)
+  if self.watch then self.watch:stop() end
+end
+
+local function stop_on_gc(lock, watch)
+  if gc_of_tables then return end
+  local sentinel = newproxy(true) -- luacheck: ignore 113
+  getmetatable(sentinel).__gc = function() watch:stop() end
+  lock._gc = sentinel
+end
+
 -- Local validity: the lock's TTL minus the time since the grant and a
 -- margin for clock drift between this host and Redis (1% + 2 ms).
-local function drift_ms(ttl_ms) return ttl_ms // 100 + 2 end
+local function drift_ms(ttl_ms) return math.floor(ttl_ms / 100) + 2 end
 
 local WAKE_TTL_MS = 10000     -- an unconsumed wake-up token lives this long
 local FENCE_TTL_MS = 86400000 -- the fence key lives a day after the last grant
@@ -101,6 +117,7 @@ function _M.acquire(cache, name, opts)
           return nil, werr
         end
         lock.watch = w
+        stop_on_gc(lock, w)
       end
       return lock
     end
@@ -112,7 +129,7 @@ function _M.acquire(cache, name, opts)
     local woke = block(cache, wake, math_min(left, pttl + 0.001))
     commands = commands + 1
     if woke == nil then
-      core.sleep(math_min(left, backoff * (0.5 + math_random())))
+      cache:_sleep(math_min(left, backoff * (0.5 + math_random())))
       backoff = math_min(backoff * 2, 0.5)
     end
   end
@@ -173,11 +190,6 @@ function Lock:renewals()
   return self.watch:status()
 end
 
--- A lock that is garbage collected stops its watchdog (no I/O in a
--- finalizer: the lock itself then expires after its TTL).
-Lock.__gc = function(self)
-  if self.watch then self.watch:stop() end
-end
 
 --- cache:with_lock(name, opts, fn, ...) -> fn's results | nil, "timeout" | nil, err
 -- Releases on return and on error (then re-raises the error).

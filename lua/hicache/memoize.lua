@@ -13,9 +13,9 @@ local argerror = require "hicache.argerror"
 local lease = require "hicache.lease"
 
 local type, setmetatable, pcall = type, setmetatable, pcall
-local pairs, tostring, select = pairs, tostring, select
-local pack = table.pack or function(...) return { n = select("#", ...), ... } end
-local unpack = table.unpack or rawget(_G, "unpack") -- 5.4 | 5.1
+local pairs, tostring = pairs, tostring
+local compat = require "hicache.compat"
+local pack, unpack = compat.pack, compat.unpack
 local args_key = core.args_key
 local raise, rethrow, is_callable = argerror.raise, argerror.rethrow, argerror.is_callable
 

@@ -29,22 +29,7 @@ local QUANTILES = { { "0.5", "p50" }, { "0.9", "p90" }, { "0.99", "p99" } }
 -- The exposition is UTF-8 and a scraper rejects the whole page for one
 -- invalid byte; keys (so key families) are binary-safe: each byte that
 -- does not belong to a valid UTF-8 sequence becomes U+FFFD.
-local function utf8_valid(s)
-  if utf8.len(s) then return s end
-  local out, i, n = {}, 1, #s
-  while i <= n do
-    -- utf8.len(s, i, i) decodes (strictly) the whole sequence starting at i
-    if utf8.len(s, i, i) then
-      local len = #utf8.char(utf8.codepoint(s, i))
-      out[#out + 1] = s:sub(i, i + len - 1)
-      i = i + len
-    else
-      out[#out + 1] = "\u{FFFD}"
-      i = i + 1
-    end
-  end
-  return concat(out)
-end
+local utf8_valid = require("hicache.compat").utf8_valid
 
 -- A label value, escaped as the exposition format wants.
 local function esc(v)

@@ -18,16 +18,13 @@
 local core = require "hicache.core"
 local argerror = require "hicache.argerror"
 
-local pcall, select, type = pcall, select, type
+local pcall, type = pcall, type
 local step, new_xio, PENDING = core.step, core.xio, core.PENDING
 
 local _M = {}
 
-local unpack = table.unpack or unpack -- luacheck: ignore 113
-
-local function pack(...)
-  return { n = select("#", ...), ... }
-end
+local compat = require "hicache.compat"
+local pack, unpack = compat.pack, compat.unpack
 
 function _M.run(cache, conn, method, ...)
   if type(conn) ~= "table" and type(conn) ~= "userdata" then
@@ -38,6 +35,7 @@ function _M.run(cache, conn, method, ...)
     argerror.raise(("bad argument #3 to 'run' (%s is not an operation of the C core)"):format(
       type(method) == "string" and ("'" .. method .. "'") or type(method)))
   end
+  if type(cache) == "table" and rawget(cache, "_core") then cache = cache._core end -- a cosocket cache
   local x = new_xio()
   while true do
     local r = pack(pcall(step, cache, x, method, ...))

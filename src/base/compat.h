@@ -63,4 +63,62 @@ static inline int hc_isinteger(lua_State *L, int i)
 #define hc_isinteger(L, i) lua_isinteger(L, (i))
 #endif
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <errno.h>
+
+/* The argument error of an int64 argument, as each Lua names it. */
+#if LUA_VERSION_NUM < 503
+#define HC_INT_ARG(what) what " must be an integer (beyond 2^53: its decimal string)"
+#else
+#define HC_INT_ARG(what) what " must be an integer"
+#endif
+
+/* A 64-bit integer that Redis returned. Lua 5.3+: an integer. Lua 5.1
+ * (LuaJIT): numbers are doubles, exact up to 2^53 -- a value beyond that
+ * is pushed as its decimal string, so it stays exact (README, LuaJIT). */
+static inline void hc_push_int64(lua_State *L, long long v)
+{
+#if LUA_VERSION_NUM < 503
+    if (v > 9007199254740992LL || v < -9007199254740992LL) {
+        char buf[24];
+        lua_pushlstring(L, buf, (size_t)snprintf(buf, sizeof buf, "%lld", v));
+        return;
+    }
+    lua_pushnumber(L, (lua_Number)v);
+#else
+    lua_pushinteger(L, (lua_Integer)v);
+#endif
+}
+
+/* An int64 argument: an integer (5.1: an integral number within +-2^53),
+ * or on Lua 5.1 also the decimal string of any int64 (what hc_push_int64
+ * returns beyond 2^53). 0 on success, -1 when i holds neither. */
+static inline int hc_toint64(lua_State *L, int i, long long *out)
+{
+    if (hc_isinteger(L, i)) {
+#if LUA_VERSION_NUM < 503
+        lua_Number n = lua_tonumber(L, i);
+        if (n > 9007199254740992.0 || n < -9007199254740992.0) return -1;
+#endif
+        *out = (long long)lua_tointeger(L, i);
+        return 0;
+    }
+#if LUA_VERSION_NUM < 503
+    if (lua_type(L, i) == LUA_TSTRING) {
+        size_t n;
+        const char *s = lua_tolstring(L, i, &n);
+        char *end;
+        long long v;
+        if (n == 0 || n > 20 || s[0] == ' ' || s[0] == '+') return -1;
+        errno = 0;
+        v = strtoll(s, &end, 10);
+        if (errno != 0 || end != s + n) return -1;
+        *out = v;
+        return 0;
+    }
+#endif
+    return -1;
+}
+
 #endif

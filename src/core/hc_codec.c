@@ -299,7 +299,7 @@ int hc_decode_push(lua_State *L, hc_decoding *d)
     }
     r = int_text(p, n, &v);
     if (r == 1) {
-        lua_pushinteger(L, (lua_Integer)v);
+        hc_push_int64(L, (long long)v);
         return 0;
     }
     if (r == -1) {

@@ -177,7 +177,7 @@ static int jpush(lua_State *L, json_t *v, int depth, const hc_codec *c, size_t *
         return 0;
     case JSON_TRUE: lua_pushboolean(L, 1); return 0;
     case JSON_FALSE: lua_pushboolean(L, 0); return 0;
-    case JSON_INTEGER: lua_pushinteger(L, (lua_Integer)json_integer_value(v)); return 0;
+    case JSON_INTEGER: hc_push_int64(L, (long long)json_integer_value(v)); return 0;
     case JSON_REAL: lua_pushnumber(L, (lua_Number)json_real_value(v)); return 0;
     case JSON_STRING: lua_pushlstring(L, json_string_value(v), json_string_length(v)); return 0;
     case JSON_ARRAY: {

@@ -257,7 +257,7 @@ static int dec_value(lua_State *L, dec *m, int depth)
         u = be(m->p, n);
         m->p += n;
         if (u > (uint64_t)INT64_MAX) { m->why = "integer out of range"; return -1; }
-        lua_pushinteger(L, (lua_Integer)u);
+        hc_push_int64(L, (long long)u);
         return 0;
     }
     case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
@@ -269,7 +269,7 @@ static int dec_value(lua_State *L, dec *m, int depth)
         m->p += n;
         if (n < 8 && (u >> (n * 8 - 1)) & 1) u |= ~(uint64_t)0 << (n * 8); /* sign-extend */
         memcpy(&v, &u, 8);
-        lua_pushinteger(L, (lua_Integer)v);
+        hc_push_int64(L, (long long)v);
         return 0;
     }
     case 0xdc: NEED(m, 2); m->p += 2; return dec_container(L, m, depth, be(m->p - 2, 2), 0);

@@ -16,6 +16,8 @@ typedef struct round {
     char *resp;           /* the replies' bytes, once complete         */
     size_t resplen, respcap;
     int answered, used;   /* used: consumed in the current run         */
+    char *fail;           /* answered by the transport's error, not bytes */
+    int idempotent;       /* every command only reads (hc_cmd_idempotent) */
 } round;
 
 struct hc_xio {
@@ -45,6 +47,7 @@ void hc_xio_free(hc_xio *x)
     for (i = 0; i < x->nrounds; i++) {
         hc_proto_free(x->r[i].req);
         free(x->r[i].resp);
+        free(x->r[i].fail);
     }
     if (x->reader) redisReaderFree(x->reader);
     free(x->tokens);
@@ -107,6 +110,10 @@ int hc_xio_exec(hc_xio *x, int n, const hc_cmd *cmds, double timeout, redisReply
             continue;
         hc_proto_free(req);
         rd->used = 1;
+        if (rd->fail) {
+            snprintf(err, errlen, "%s", rd->fail);
+            return -1;
+        }
         return replay(rd, replies, err, errlen);
     }
     if (x->pending >= 0 || x->nrounds == HC_XIO_ROUNDS) {
@@ -120,6 +127,9 @@ int hc_xio_exec(hc_xio *x, int n, const hc_cmd *cmds, double timeout, redisReply
     rd->reqlen = (size_t)len;
     rd->n = n;
     rd->timeout = timeout;
+    rd->idempotent = 1;
+    for (i = 0; i < n; i++)
+        if (!hc_cmd_idempotent(&cmds[i])) rd->idempotent = 0;
     if (x->reader == NULL && (x->reader = hc_proto_reader()) == NULL) {
         hc_proto_free(req);
         snprintf(err, errlen, "out of memory");
@@ -129,6 +139,11 @@ int hc_xio_exec(hc_xio *x, int n, const hc_cmd *cmds, double timeout, redisReply
     x->got = 0;
     snprintf(err, errlen, "pending");
     return -1;
+}
+
+int hc_xio_idempotent(const hc_xio *x)
+{
+    return x->pending >= 0 && x->r[x->pending].idempotent && x->r[x->pending].resplen == 0;
 }
 
 const char *hc_xio_request(const hc_xio *x, size_t *len, int *nreplies, double *timeout)
@@ -172,6 +187,19 @@ int hc_xio_feed(hc_xio *x, const char *buf, size_t n)
     redisReaderFree(x->reader);
     x->reader = NULL;
     return 1;
+}
+
+int hc_xio_fail(hc_xio *x, const char *err)
+{
+    round *rd;
+    if (x->pending < 0) return -1;
+    rd = &x->r[x->pending];
+    if ((rd->fail = strdup(err && err[0] ? err : "connection closed")) == NULL) return -1;
+    rd->answered = 1;
+    x->pending = -1;
+    redisReaderFree(x->reader);
+    x->reader = NULL;
+    return 0;
 }
 
 int hc_xio_tokens(hc_xio *x, char *hex, int n)

@@ -54,10 +54,21 @@ int hc_xio_pending(const hc_xio *x);
  * wait. NULL when none. */
 const char *hc_xio_request(const hc_xio *x, size_t *len, int *nreplies, double *timeout);
 
+/* 1 when the pending round only reads (every command hc_cmd_idempotent)
+ * and no byte of its reply came yet: a transport whose reused connection
+ * turns out closed may send it again on another, as the C pool does. */
+int hc_xio_idempotent(const hc_xio *x);
+
 /* Feeds reply bytes of the pending round (any piece size). 1 once all its
  * replies are complete (the round is then answered), 0 for more, -1 on a
  * protocol error or out of memory. */
 int hc_xio_feed(hc_xio *x, const char *buf, size_t n);
+
+/* Answers the pending round with the transport's error (the connection
+ * failed or timed out): on the next run its exec fails with err, so the
+ * operation ends through its own error path (stats, on_event, nil, err)
+ * as on the blocking path. 0, or -1 when no round waits / out of memory. */
+int hc_xio_fail(hc_xio *x, const char *err);
 
 /* n random tokens as hex (hc_tokens_new's format), the same on every run. */
 int hc_xio_tokens(hc_xio *x, char *hex, int n);

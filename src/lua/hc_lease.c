@@ -154,6 +154,20 @@ static int cache_keep(lua_State *L)
                            (long long)lua_tointeger(L, 5));
 }
 
+/* cache:_lease_key(key, token, epoch) -> the lease's key and value (no I/O):
+ * what _keep keeps alive, for a keeper outside C (OpenResty's timers). */
+static int cache_lease_key(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char key[HC_FULLKEY_MAX], name[HC_NAME_MAX], val[2 * SMALL + 2];
+    size_t kn = hc_key_arg(L, cl, 2, key), tn, en;
+    const char *tok = small_arg(L, 3, &tn), *epoch = small_arg(L, 4, &en);
+    size_t nn = lease_name(cl, key, kn, name);
+    lua_pushlstring(L, name, nn);
+    lua_pushlstring(L, val, lease_value(val, epoch, en, tok, tn));
+    return 2;
+}
+
 /* cache:_fill(key, token, epoch, bytes, px, tags) -> true (stored) |
  * false (the lease was revoked or the epoch moved on) | nil, err. With
  * tags, their keys are made to live px ms too (0: no expiry). */
@@ -322,6 +336,7 @@ static int cache_eval(lua_State *L)
 static const luaL_Reg lease_methods[] = {
     {"_lease", cache_lease},
     {"_keep", cache_keep},
+    {"_lease_key", cache_lease_key},
     {"_fill", cache_fill},
     {"_release", cache_release},
     {"_wait", cache_wait},

@@ -12,7 +12,11 @@
  *                                x:request() -> bytes, nreplies, timeout
  *                                (nil when no round waits); x:feed(bytes)
  *                                -> true (the round is complete) | false |
- *                                nil, err
+ *                                nil, err; x:fail(err) answers the round
+ *                                with the transport's error (the operation
+ *                                then fails as on the blocking path);
+ *                                x:retryable() -> true when the pending
+ *                                round only reads and got no reply byte
  *   core.step(cache, x, method, ...) -> core.PENDING, or what
  *                                cache:method(...) returns: runs one C
  *                                method of the cache with x as its
@@ -189,6 +193,23 @@ static int xio_feed(lua_State *L)
     return 1;
 }
 
+static int xio_retryable(lua_State *L)
+{
+    lxio *lx = check_xio(L, 1);
+    lua_pushboolean(L, hc_xio_idempotent(lx->x));
+    return 1;
+}
+
+static int xio_fail(lua_State *L)
+{
+    lxio *lx = check_xio(L, 1);
+    const char *err = luaL_optstring(L, 2, "connection closed");
+    if (!hc_xio_pending(lx->x)) return luaL_argerror(L, 1, "no round waits for a reply");
+    if (hc_xio_fail(lx->x, err) != 0) return luaL_error(L, "out of memory");
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* ---- step --------------------------------------------------------------------- */
 
 static int pending_key;
@@ -233,6 +254,8 @@ static const luaL_Reg reader_methods[] = {
 static const luaL_Reg xio_methods[] = {
     {"request", xio_request},
     {"feed", xio_feed},
+    {"fail", xio_fail},
+    {"retryable", xio_retryable},
     {NULL, NULL},
 };
 

@@ -32,7 +32,7 @@ static void push_value(lua_State *L, const redisReply *r, int depth)
         lua_pushlstring(L, r->str, r->len);
         break;
     case REDIS_REPLY_INTEGER:
-        lua_pushinteger(L, (lua_Integer)r->integer);
+        hc_push_int64(L, r->integer);
         break;
     case REDIS_REPLY_ARRAY:
         lua_createtable(L, (int)r->elements, 0);

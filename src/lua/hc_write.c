@@ -465,17 +465,16 @@ static int do_incr(lua_State *L, int sign)
     client *cl = hc_check_client(L);
     char key[HC_FULLKEY_MAX], err[HC_ERRLEN], msg[HC_ERRLEN];
     size_t kn = hc_key_arg(L, cl, 2, key);
-    lua_Integer d = 1;
+    long long d = 1;
     redisReply *r, *x;
     double t0;
     int n;
     hc_wr w;
     if (!lua_isnoneornil(L, 3)) {
-        if (!hc_isinteger(L, 3)) return luaL_argerror(L, 3, "delta must be an integer");
-        d = lua_tointeger(L, 3);
+        if (hc_toint64(L, 3, &d) != 0) return luaL_argerror(L, 3, HC_INT_ARG("delta"));
     }
     if (sign < 0) {
-        if (d == (lua_Integer)(-9223372036854775807LL - 1)) return hc_fail(L, "overflow");
+        if (d == -9223372036854775807LL - 1) return hc_fail(L, "overflow");
         d = -d;
     }
     t0 = HC_OBSERVED(cl) ? hc_client_t0(cl) : 0;
@@ -488,7 +487,7 @@ static int do_incr(lua_State *L, int sign)
         x = r->element[0];
         if (x->type == REDIS_REPLY_STRING && hc_parse_ll(x->str, x->len, &v) == 0) {
             freeReplyObject(r); /* exact over int64: the script returns it as a string */
-            lua_pushinteger(L, (lua_Integer)v);
+            hc_push_int64(L, v);
             n = 1;
         } else {
             int missing = x->type == REDIS_REPLY_NIL;

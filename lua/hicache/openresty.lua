@@ -1,0 +1,293 @@
+--- hicache.openresty: a cache whose I/O runs on cosockets (hicache.new
+-- returns one inside OpenResty; transport = "cosocket" asks for it).
+--
+-- The cache is a table around the C cache. Its methods are the C cache's:
+--   * a C method that talks to Redis runs with core.step over an xio, and
+--     each round the core asks for goes over a cosocket of hicache.cosocket
+--     (the same C code as on the blocking path decodes, counts stats and
+--     returns; no RESP is handled in Lua);
+--   * a C method without I/O (key names, encode, stats) is called directly;
+--   * the Lua methods (get_or_set, lock, memoize, keys, ...) run unchanged
+--     with this table as their cache.
+-- What the blocking path does with threads or by blocking is done the
+-- OpenResty way: the lease keeper and the lock watchdog are ngx.timer
+-- callbacks, waits are a cosocket BLPOP, backoff is ngx.sleep, and
+-- cache:reserve() pins a cosocket.
+
+local core = require "hicache.core"
+local cosocket = require "hicache.cosocket"
+local compat = require "hicache.compat"
+local argerror = require "hicache.argerror"
+
+local ngx = ngx -- luacheck: ignore 113
+local timer_at, ngx_sleep = ngx.timer.at, ngx.sleep
+local step, new_xio, PENDING = core.step, core.xio, core.PENDING
+local pack, unpack = compat.pack, compat.unpack
+local rethrow, raise = argerror.rethrow, argerror.raise
+local pcall, type, setmetatable, tostring, rawset, select = pcall, type, setmetatable, tostring, rawset, select
+local upper = string.upper
+local getinfo = debug.getinfo
+
+local _M = {}
+
+local Client = core.Client
+
+-- C methods without I/O: called on the C cache directly.
+local PURE = {
+  _key = true, _namespace = true, _names = true, _tag_name = true, _lock_names = true,
+  _scan_pattern = true, _entry = true, encode = true, decode = true, _record = true,
+  stats = true, stats_reset = true, _lease_key = true,
+}
+
+local round = cosocket.round
+
+-- Runs C method `name` of the cache over cosockets: each round the core
+-- asks for goes over one connection, checked out at the first round and
+-- back into the keepalive pool at the end. A connection that fails is
+-- closed and the round is answered with the error, so the operation ends
+-- through its own error path (nil, err, counted in stats).
+-- res: a reserved connection (cache:reserve()) to run on, else nil.
+local function exec(self, res, name, ...)
+  local ud, pool = self._core, self._pool
+  local x = new_xio()
+  local pinned = res and res.sock
+  local sock = pinned
+  while true do
+    local r = pack(pcall(step, ud, x, name, ...))
+    if not r[1] then
+      if sock and sock ~= pinned then sock:close() end
+      rethrow(r[2], name, 1)
+    end
+    if r[2] ~= PENDING then
+      if sock and sock ~= pinned then pool:release(sock) end
+      return unpack(r, 2, r.n)
+    end
+    -- the pending round; a round that only reads is sent once more on a
+    -- new connection when a kept-alive one turns out closed before any
+    -- byte of the reply (as the C pool does)
+    local err, again, retried
+    repeat
+      again = false
+      if not sock then
+        if res then err = res.failed or "released" else sock, err = pool:acquire() end
+      end
+      if sock then
+        local reused = sock ~= pinned and (sock:getreusedtimes() or 0) > 0
+        local ok
+        ok, err = round(sock, x, pool)
+        if not ok then
+          again = reused and not retried and x:retryable()
+          retried = true
+          sock:close()
+          if sock == pinned then res.sock, res.failed, pinned = nil, err, nil end
+          sock = nil
+        end
+      end
+    until not again
+    if err then x:fail(err) end
+  end
+end
+_M.exec = exec
+
+-- ---- the keeper: a lease or a lock kept alive by an ngx.timer ----------------
+
+local Watch = {}
+Watch.__index = Watch
+
+--- watch:stop() -> true; idempotent. The timer sees it on its next tick.
+function Watch:stop()
+  self.stopped = true
+  return true
+end
+
+--- watch:status() -> renewals, lost
+function Watch:status()
+  return self.renewals, self.lost
+end
+
+-- Keeps `name` (which must hold `value`) alive with a TTL of ttl_ms: every
+-- third of it, one EXTEND script (as the C keeper); a failed extension is
+-- retried after a twelfth; a key that no longer holds our value is lost.
+local function keep(self, name, value, ttl_ms)
+  local w = setmetatable({ renewals = 0, lost = false, stopped = false }, Watch)
+  local every, retry = ttl_ms / 3000, ttl_ms / 12000
+  local tick
+  tick = function(premature)
+    if premature or w.stopped then return end
+    local r = exec(self, nil, "_eval", "extend", 1, name, value, ttl_ms, "1")
+    if w.stopped then return end
+    local after = retry
+    if r == 1 then
+      w.renewals = w.renewals + 1
+      after = every
+    elseif r == 0 then
+      w.lost = true
+      return
+    end
+    if not timer_at(after, tick) then w.lost = true end -- the worker is exiting
+  end
+  local ok, err = timer_at(every, tick)
+  if not ok then return nil, "cannot start the keeper timer: " .. tostring(err) end
+  return w
+end
+
+-- ---- cache:reserve(): one pinned cosocket --------------------------------------
+
+local Reserved = {}
+Reserved.__index = Reserved
+
+-- Commands after which a connection is not given back to the pool (it
+-- carries state a later user would inherit).
+local STATEFUL = {
+  MULTI = true, WATCH = true, SUBSCRIBE = true, PSUBSCRIBE = true, SSUBSCRIBE = true,
+  SELECT = true, CLIENT = true, MONITOR = true, AUTH = true, HELLO = true, RESET = true,
+  READONLY = true, READWRITE = true,
+}
+
+local function check_reserved(self, fname)
+  if getmetatable(self) ~= Reserved then
+    raise(("bad argument #1 to '%s' (hicache.conn expected, got %s)"):format(fname, type(self)))
+  end
+  return self
+end
+
+--- conn:command(name, ...) -> reply | nil, err
+function Reserved:command(...)
+  check_reserved(self, "command")
+  if not self.sock then return nil, self.failed or "released" end
+  local name = select(1, ...)
+  if type(name) == "string" and STATEFUL[upper(name)] then self.dirty = true end
+  return exec(self.cache, self, "command", ...)
+end
+
+--- conn:pipeline(cmds) -> replies | nil, err
+function Reserved:pipeline(cmds)
+  check_reserved(self, "pipeline")
+  if not self.sock then return nil, self.failed or "released" end
+  if type(cmds) == "table" then
+    for i = 1, #cmds do
+      local c = cmds[i]
+      if type(c) == "table" and type(c[1]) == "string" and STATEFUL[upper(c[1])] then self.dirty = true end
+    end
+  end
+  return exec(self.cache, self, "pipeline", cmds)
+end
+
+--- conn:set_timeout(seconds) -> true | nil, err
+function Reserved:set_timeout(t)
+  check_reserved(self, "set_timeout")
+  if type(t) ~= "number" or not (t > 0 and t <= 86400) then
+    raise("bad argument #1 to 'set_timeout' (timeout must be > 0 and <= 86400 seconds)")
+  end
+  if not self.sock then return nil, self.failed or "released" end
+  self.sock:settimeout(math.ceil(t * 1000))
+  self.timeout_set = true
+  return true
+end
+
+--- conn:release() -> true; idempotent. A connection left with state
+-- (MULTI, WATCH, SUBSCRIBE, SELECT, ...) is closed instead of kept.
+function Reserved:release()
+  check_reserved(self, "release")
+  local sock = self.sock
+  if not sock then return true end
+  self.sock, self.failed = nil, nil
+  local pool = self.cache._pool
+  if self.dirty then
+    sock:close()
+  else
+    if self.timeout_set then sock:settimeouts(pool.connect_ms, pool.timeout_ms, pool.timeout_ms) end
+    pool:release(sock)
+  end
+  return true
+end
+
+Reserved.__tostring = function(self)
+  return "hicache.conn (cosocket " .. self.cache._pool.name:match("^hicache|([^|]*)") .. ")"
+end
+
+-- ---- the cache --------------------------------------------------------------------
+
+local special = {}
+
+--- cache:reserve() -> conn | nil, err: a cosocket of its own until
+-- conn:release() (or the end of the request, when nginx closes it).
+function special:reserve()
+  local sock, err = self._pool:acquire()
+  if not sock then return nil, err end
+  return setmetatable({ cache = self, sock = sock, dirty = false }, Reserved)
+end
+
+--- cache:pool_stats() -> this worker's connection counters | nil, "closed"
+function special:pool_stats()
+  local p = self._pool
+  if p.closed then return nil, "closed" end
+  return {
+    transport = "cosocket", size = p.s.pool_size, created = p.connects, reused = p.reuses,
+    errors = p.errors, in_use = 0, idle = 0, connecting = 0, caches = 1, closed = 0,
+    waits = 0, exhausted = 0, health_checks = 0,
+  }
+end
+
+--- cache:close() -> true
+function special:close()
+  self._pool:close()
+  return self._core:close()
+end
+
+function special:_keep(key, tok, epoch, lease_ms)
+  local name, value = self._core:_lease_key(key, tok, epoch)
+  return keep(self, name, value, lease_ms)
+end
+
+function special:_watch(key, value, ttl_ms)
+  if type(key) ~= "string" or type(value) ~= "string" then raise("bad argument to '_watch'") end
+  if type(ttl_ms) ~= "number" or ttl_ms < 30 then raise("bad argument #3 to '_watch' (ttl must be at least 30 ms)") end
+  return keep(self, key, value, ttl_ms)
+end
+
+function special._sleep(_, s)
+  return ngx_sleep(s)
+end
+
+local function is_c(f)
+  return type(f) == "function" and getinfo(f, "S").what == "C"
+end
+
+-- The methods of a cosocket cache, made on first use from core.Client's
+-- (the Lua layer adds its methods there after this module loads).
+local methods = setmetatable({}, {
+  __index = function(t, name)
+    local f = special[name] or Client[name]
+    if f == nil then return nil end
+    local m = f
+    if special[name] == nil and is_c(f) then
+      if PURE[name] then
+        m = function(self, ...) return f(self._core, ...) end
+      else
+        m = function(self, ...) return exec(self, nil, name, ...) end
+      end
+    end
+    rawset(t, name, m)
+    return m
+  end,
+})
+
+local Cache = {
+  __index = methods,
+  __tostring = function(self) return "hicache (cosocket): " .. tostring(self._core) end,
+  __metatable = "locked",
+}
+
+--- openresty.wrap(ud, settings) -> the cosocket cache around C cache ud
+function _M.wrap(ud, settings)
+  return setmetatable({ _core = ud, _pool = cosocket.pool(settings) }, Cache)
+end
+
+--- openresty.unwrap(cache) -> the C cache (for hicache.transport)
+function _M.unwrap(cache)
+  if type(cache) == "table" and rawget(cache, "_core") then return cache._core end
+  return cache
+end
+
+return _M

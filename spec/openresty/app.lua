@@ -1,0 +1,360 @@
+-- The test application the OpenResty specs (spec/openresty_spec.lua) run
+-- inside a private nginx (spec/nginx_harness.lua): GET /t/<name>?args runs
+-- handlers[name](args) in the content phase and answers its result as JSON
+-- (500 with the error and its traceback when it raises). Everything here
+-- runs on cosockets: hicache.new picks them inside OpenResty.
+
+local hicache = require "hicache"
+local cjson = require "cjson.safe"
+
+local env = package.loaded.hc_test_env
+local ngx = ngx -- luacheck: ignore 113
+
+local _M = {}
+
+local t = {}
+
+local function opts(extra)
+  local o = { host = env.host, port = env.port }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return o
+end
+
+local caches = {}
+-- One cache per name and worker (made on first use).
+local function cache(name, extra)
+  name = name or "main"
+  if not caches[name] then
+    local o = opts(extra)
+    o.prefix = o.prefix or ("or-" .. name)
+    caches[name] = assert(hicache.new(o))
+  end
+  return caches[name]
+end
+
+-- init_by_lua: a cache made here (no I/O) works later in requests; I/O in
+-- this phase returns the phase's error.
+local init_cache, init_result
+function _M.init()
+  init_cache = assert(hicache.new(opts { prefix = "or-init" }))
+  init_result = { init_cache:get("x") }
+end
+
+local worker_result
+function _M.init_worker()
+  worker_result = { init_cache:get("x") }
+end
+
+function _M.log_phase()
+  local v, err = init_cache:get("x")
+  ngx.shared.hc_results:set("log", cjson.encode({ v = v, err = err }))
+end
+
+function _M.header_filter_phase()
+  local v, err = init_cache:set("x", 1)
+  ngx.shared.hc_results:set("header_filter", cjson.encode({ v = v, err = err }))
+end
+
+function _M.set_phase()
+  local v, err = init_cache:get("x")
+  return cjson.encode({ v = v, err = err })
+end
+
+function t.ping() return { pong = true } end
+
+function t.phases()
+  local from_init = init_cache:get("from-init")
+  local ok = init_cache:set("from-init", "works in content")
+  return {
+    init = init_result, init_worker = worker_result,
+    log = cjson.decode(ngx.shared.hc_results:get("log") or "null"),
+    header_filter = cjson.decode(ngx.shared.hc_results:get("header_filter") or "null"),
+    content_set = ok, content_get = from_init or init_cache:get("from-init"),
+  }
+end
+
+-- Every read and write of the API, with what each returned.
+function t.basic()
+  local c = cache()
+  assert(c:clear())
+  local r = {}
+  r.set = c:set("a", { name = "ada", n = 1, list = { 1, 2, 3 } }, 60)
+  r.get = c:get("a")
+  r.get_missing = { c:get("nope") }
+  r.add_new = c:add("b", "first")
+  r.add_existing = c:add("b", "second")
+  r.get_b = c:get("b")
+  r.set_many = c:set_many({ x = 1, y = "two", z = { 3 } })
+  local many = c:get_many({ "x", "y", "z", "missing" })
+  r.get_many = many
+  r.has_key = { c:has_key("x"), c:has_key("missing") }
+  r.incr = { c:set("n", 10), c:incr("n"), c:incr("n", 5), c:decr("n", 2) }
+  r.incr_missing = { c:incr("missing") }
+  r.ttl = c:ttl("a")
+  r.expire = c:expire("a", 100)
+  r.ttl_after = c:ttl("a")
+  r.persist = c:persist("a")
+  r.ttl_none = c:ttl("a")
+  r.delete = { c:delete("x"), c:delete("x") }
+  r.delete_many = c:delete_many({ "y", "z", "missing" })
+  r.after = { c:get("x"), c:get("y") }
+  r.command = c:command("PING")
+  r.pipeline = c:pipeline({ { "SET", "or-raw", "1" }, { "GET", "or-raw" }, { "DEL", "or-raw" } })
+  r.command_err = { c:command("NOSUCHCOMMAND") }
+  local keys = {}
+  for k in c:keys("*") do keys[#keys + 1] = k end
+  table.sort(keys)
+  r.keys = keys
+  r.delete_pattern = c:delete_pattern("a*")
+  r.clear = c:clear()
+  r.after_clear = { c:get("b") }
+  r.incr_version = { c:set("v", "one"), c:incr_version("v") }
+  r.version2 = c:with_version(2):get("v")
+  return r
+end
+
+-- Integers beyond 2^53 stay exact (decimal strings under LuaJIT).
+function t.int64()
+  local c = cache()
+  c:set("big", 9007199254740990)
+  local a = c:incr("big", 5)
+  local b = c:incr("big", "9000000000000000000")
+  local d = c:decr("big", 1)
+  return { a = a, ta = type(a), b = b, tb = type(b), d = d, get = c:get("big"), small = c:incr("big", "-9009007199254740000") }
+end
+
+function t.argerror()
+  local c = cache()
+  local ok, err = pcall(function()
+    c:get({}) -- the line the error must name
+  end)
+  local ok2, err2 = pcall(function() c:get_or_set("k", "not a function") end)
+  local ok3, err3 = pcall(function() c:lock("") end)
+  return { ok = ok, err = err, ok2 = ok2, err2 = err2, ok3 = ok3, err3 = err3 }
+end
+
+function t.get_or_set()
+  local c = cache("gos")
+  c:delete("k")
+  local calls = 0
+  local function fn()
+    calls = calls + 1
+    ngx.sleep(0.01) -- fn may yield
+    return { computed = calls }
+  end
+  local v1, e1, s1 = c:get_or_set("k", fn, { ttl = 60 })
+  local v2, e2, s2 = c:get_or_set("k", fn, { ttl = 60 })
+  local v3, e3, s3 = c:get_or_set("tagged", function() return "t" end, { tags = { "tg" } })
+  c:invalidate_tag("tg")
+  local v4, _, s4 = c:get_or_set("tagged", function() return "t2" end, { tags = { "tg" } })
+  local v5, e5, s5 = c:get_or_set("fails", function() return nil, "boom" end)
+  return { v1 = v1, e1 = e1, s1 = s1, v2 = v2, e2 = e2, s2 = s2, calls = calls, v3 = v3, e3 = e3, s3 = s3,
+           v4 = v4, s4 = s4, v5 = v5, e5 = e5, s5 = s5 }
+end
+
+-- A get_or_set whose lease another process holds: waits (a cosocket
+-- BLPOP), never blocking the worker.
+function t.lease_wait(args)
+  local c = cache("lease")
+  local t0 = ngx.now()
+  ngx.update_time()
+  t0 = ngx.now()
+  local v, err, status = c:get_or_set(args.key, function() return "computed-in-nginx" end,
+    { lease_ttl = 5, wait = 10 })
+  ngx.update_time()
+  return { v = v, err = err, status = status, ms = (ngx.now() - t0) * 1000 }
+end
+
+function t.get(args)
+  local v, err = cache("lease"):get(args.key)
+  return { v = v, err = err }
+end
+
+-- A fill slower than its lease: the keeper (an ngx.timer) extends it, so a
+-- second request meanwhile waits instead of computing.
+function t.slow_fill(args)
+  local c = cache("lease")
+  local v, err, status = c:get_or_set(args.key, function()
+    ngx.sleep(tonumber(args.sleep))
+    return "slow"
+  end, { lease_ttl = tonumber(args.lease) })
+  return { v = v, err = err, status = status }
+end
+
+function t.lease_pttl(args)
+  local c = cache("lease")
+  local name = c:_lease_key(args.key, "x", "0")
+  return { pttl = c:command("PTTL", name), name = name }
+end
+
+function t.locks()
+  local c = cache("locks")
+  local r = {}
+  local l1 = assert(c:lock("res", { ttl = 5 }))
+  r.fence1 = l1.fence
+  r.busy = { c:lock("res", { ttl = 5, wait = 0.05 }) }
+  r.owned = l1:owned()
+  r.release = l1:release()
+  local l2 = assert(c:lock("res", { ttl = 5 }))
+  r.fence2 = l2.fence
+  r.increasing = l2.fence > l1.fence
+  -- a waiter woken by the release (cosocket BLPOP), in a light thread
+  local th = ngx.thread.spawn(function()
+    local l3, err = c:lock("res", { ttl = 5, wait = 3 })
+    if not l3 then return { err = err } end
+    local f = l3.fence
+    l3:release()
+    return { fence = f }
+  end)
+  ngx.sleep(0.1)
+  l2:release()
+  local _, got = ngx.thread.wait(th)
+  r.waiter = got
+  r.with_lock = { c:with_lock("res", { ttl = 5 }, function(a, b) return a + b, "done" end, 2, 3) }
+  local ok, err = pcall(c.with_lock, c, "res", nil, function() error("inside") end)
+  r.with_lock_error = { ok = ok, err = tostring(err) }
+  r.after_error = c:lock("res", { ttl = 1, wait = 0 }) ~= nil
+  -- renew: a 0.3 s lock kept alive by an ngx.timer while we sleep 1 s
+  local lr = assert(c:lock("renewed", { ttl = 0.3, renew = true }))
+  ngx.sleep(1)
+  r.renew_owned = lr:owned()
+  r.renewals = lr:renewals()
+  lr:release()
+  local lx = assert(c:lock("extend", { ttl = 1 }))
+  r.extend = lx:extend(5)
+  r.extend_pttl = c:command("PTTL", lx.key)
+  lx:release()
+  return r
+end
+
+function t.tags_memoize_writes()
+  local c = cache("misc")
+  c:clear()
+  local r = {}
+  r.set_tagged = c:set("p:1", "v1", nil, { tags = { "team:1" } })
+  r.get_tagged = c:get("p:1")
+  r.invalidate_tag = c:invalidate_tag("team:1")
+  r.after = { c:get("p:1") }
+  local calls = 0
+  local profile = c:memoize(function(id) calls = calls + 1; return { id = id } end, { name = "profile", ttl = 60 })
+  r.memo = { profile(7), profile(7) }
+  r.memo_calls = calls
+  profile:invalidate(7)
+  r.memo_after = profile(7)
+  r.memo_calls_after = calls
+  c:set("user:1", "old")
+  local save = c:on_write(function(id) return "saved " .. id end, { keys = function(id) return "user:" .. id end })
+  r.on_write = save(1)
+  r.on_write_after = { c:get("user:1") }
+  c:set("user:2", "old")
+  local b = c:batch()
+  b:invalidate("user:2")
+  r.batch_before = c:get("user:2")
+  r.batch_commit = b:commit()
+  r.batch_after = { c:get("user:2") }
+  return r
+end
+
+function t.stats()
+  local c = cache("stats", { prefix = "or-stats" })
+  c:stats_reset()
+  c:set("s", 1)
+  c:get("s")
+  c:get("missing")
+  c:get_or_set("gs", function() return 1 end)
+  local st = c:stats()
+  local text = c:stats_text()
+  return { hits = st.hits, misses = st.misses, sets = st.sets, pid = ngx.worker.pid(),
+           text_has_hits = text:find("hicache_hits_total", 1, true) ~= nil }
+end
+
+function t.testing()
+  local testing = require "hicache.testing"
+  local c = testing.cache { host = env.host, port = env.port }
+  local rec = testing.record(c)
+  c:get_or_set("user:1", function() return "u" end)
+  c:get("user:1")
+  local lines = rec:lines()
+  testing.cleanup()
+  return { lines = lines }
+end
+
+function t.pool()
+  local c = cache("pool")
+  for _ = 1, 5 do c:get("warm") end
+  local conn = assert(c:reserve())
+  local reused = conn.sock:getreusedtimes()
+  local multi = { conn:command("MULTI"), conn:command("INCR", "or-pool-n"), conn:command("EXEC") }
+  conn:release()
+  return { reused = reused, stats = c:pool_stats(), multi = multi }
+end
+
+function t.tls(args)
+  local r = {}
+  -- a name the certificate does not have: refused (first: the worker's
+  -- first TLS handshake is the one nginx completes at once)
+  local bad = assert(hicache.new { url = "rediss://127.0.0.1:" .. env.tls_port,
+                                   tls = { server_name = "wrong.example" }, prefix = "or-tls" })
+  r.wrong_name = { bad:get("k") }
+  -- the same once more (whether nginx completes the handshake at once or
+  -- not, the name is checked: lua-nginx-module#2506)
+  r.wrong_name2 = { bad:get("k") }
+  local c = assert(hicache.new { url = "rediss://127.0.0.1:" .. env.tls_port, tls = { server_name = "localhost" },
+                                 prefix = "or-tls" })
+  r.set = { c:set("k", "over tls") }
+  r.get = { c:get("k") }
+  for _ = 1, 3 do c:get("k") end
+  local conn = assert(c:reserve())
+  r.reused = conn.sock:getreusedtimes()
+  conn:release()
+  local noverify = assert(hicache.new { url = "rediss://127.0.0.1:" .. env.tls_port,
+                                        tls = { verify = false }, prefix = "or-tls" })
+  r.noverify = { noverify:get("k") }
+  -- a client certificate is refused with a clear error
+  local ok, err = pcall(hicache.new, { url = "rediss://127.0.0.1:" .. env.tls_port,
+    tls = { cert_file = env.tls_dir .. "/client.crt", key_file = env.tls_dir .. "/client.key" } })
+  r.client_cert = { ok = ok, err = err }
+  local ok2, err2 = pcall(hicache.new, { url = "rediss://127.0.0.1:" .. env.tls_port,
+    tls = { ca_file = env.tls_dir .. "/ca.crt" } })
+  r.ca_file = { ok = ok2, err = err2 }
+  r.arg = args.x
+  return r
+end
+
+function t.down()
+  local c = assert(hicache.new { host = "127.0.0.1", port = env.dead_port, prefix = "or-down" })
+  local r = {}
+  r.get = { c:get("k") }
+  r.set = { c:set("k", 1) }
+  r.get_or_set = { c:get_or_set("k", function() return "computed" end) }
+  r.lock = { c:lock("l") }
+  r.stats_errors = c:stats().errors
+  return r
+end
+
+function t.auth_db()
+  local c = assert(hicache.new(opts { db = 3, prefix = "or-db" }))
+  c:set("k", "in db 3")
+  local raw = c:command("GET", c:_key("k"))
+  return { via_cache = c:get("k"), raw_found = raw ~= nil, db = c:command("CLIENT", "INFO") }
+end
+
+function _M.dispatch()
+  local name = ngx.var.uri:match("^/t/(.+)$")
+  local f = t[name]
+  if not f then
+    ngx.status = 404
+    ngx.say(cjson.encode({ error = "no handler " .. tostring(name) }))
+    return
+  end
+  local ok, res = xpcall(f, debug.traceback, ngx.req.get_uri_args())
+  if not ok then
+    ngx.status = 500
+    ngx.say(cjson.encode({ error = res }))
+    return
+  end
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(cjson.encode(res))
+end
+
+return _M

@@ -1,0 +1,241 @@
+-- hicache inside a real nginx (OpenResty's lua module, Debian's packages),
+-- on cosockets: spec/nginx_harness.lua starts a private nginx whose
+-- handlers (spec/openresty/app.lua) run the API and answer JSON; these
+-- specs assert on it. One worker, so the non-blocking proof is about one
+-- event loop.
+local nginx = require "nginx_harness"
+local socket = require "socket"
+local hicache = require "hicache"
+local core = require "hicache.core"
+
+local null = require("cjson").null
+local host, port = os.getenv("HICACHE_TEST_HOST"), tonumber(os.getenv("HICACHE_TEST_PORT"))
+
+describe("OpenResty (cosocket transport)", function()
+  local srv, dead
+  lazy_setup(function()
+    dead = socket.bind("127.0.0.1", 0) -- a port nobody answers on once closed
+    local _, p = dead:getsockname()
+    dead:close()
+    srv = nginx.start { workers = 1, env = { dead_port = tonumber(p) } }
+  end)
+  lazy_teardown(function()
+    if srv then srv:stop() end
+  end)
+
+  it("runs every read and write of the API", function()
+    local r = srv:call("basic")
+    assert.is_true(r.set)
+    assert.same({ name = "ada", n = 1, list = { 1, 2, 3 } }, r.get)
+    assert.same({}, r.get_missing) -- nil, nil
+    assert.is_true(r.add_new)
+    assert.is_false(r.add_existing)
+    assert.equal("first", r.get_b)
+    assert.same({ x = 1, y = "two", z = { 3 } }, r.get_many)
+    assert.same({ true, false }, r.has_key)
+    assert.same({ true, 11, 16, 14 }, r.incr)
+    assert.same({ null, "not found" }, r.incr_missing)
+    assert.is_true(r.ttl > 59 and r.ttl <= 60)
+    assert.is_true(r.expire)
+    assert.is_true(r.ttl_after > 99 and r.ttl_after <= 100)
+    assert.is_true(r.persist)
+    assert.equal(0, r.ttl_none)
+    assert.same({ true, false }, r.delete)
+    assert.equal(2, r.delete_many)
+    assert.same({}, r.after)
+    assert.equal("PONG", r.command)
+    assert.same({ "OK", "1", 1 }, r.pipeline)
+    assert.equal(null, r.command_err[1])
+    assert.matches("^ERR unknown command", r.command_err[2])
+    assert.same({ "a", "b", "n" }, r.keys)
+    assert.equal(1, r.delete_pattern)
+    assert.equal(2, r.clear)
+    assert.same({}, r.after_clear)
+    assert.same({ true, 2 }, r.incr_version)
+    assert.equal("one", r.version2)
+  end)
+
+  it("keeps integers beyond 2^53 exact under LuaJIT (decimal strings)", function()
+    local r = srv:call("int64")
+    assert.equal("9007199254740995", r.a)
+    assert.equal("string", r.ta)
+    assert.equal("9009007199254740995", r.b)
+    assert.equal("9009007199254740994", r.d)
+    assert.equal("9009007199254740994", r.get)
+    assert.equal(994, r.small) -- back within 2^53: a number again
+  end)
+
+  it("raises argument errors at the caller's line in the handler", function()
+    local r = srv:call("argerror")
+    assert.is_false(r.ok)
+    assert.matches("app%.lua:%d+: bad argument #1 to 'get' %(key must be", r.err)
+    assert.matches("app%.lua:%d+: bad argument #2 to 'get_or_set' %(function expected", r.err2)
+    assert.matches("app%.lua:%d+: bad argument #1 to 'lock'", r.err3)
+    -- the very line of the call in app.lua
+    local src = nginx.read("spec/openresty/app.lua")
+    local line = tonumber(r.err:match("app%.lua:(%d+):"))
+    local n = 0
+    for l in src:gmatch("([^\n]*)\n") do
+      n = n + 1
+      if n == line then assert.matches("c:get%(%{%}%)", l) end
+    end
+  end)
+
+  it("says which phase has no cosockets instead of blocking, and works in the others", function()
+    assert.equal("ok\n", srv:get("/log_phase"))
+    assert.equal("ok\n", srv:get("/header_filter_phase"))
+    local set = srv:get("/set_phase")
+    assert.same({ err = "cosockets are not available in the set phase" }, set)
+    local r = srv:call("phases")
+    assert.same({ null, "cosockets are not available in the init phase" }, r.init)
+    assert.equal("cosockets are not available in the init_worker phase", r.init_worker[2])
+    assert.same({ err = "cosockets are not available in the log phase" }, r.log)
+    assert.same({ err = "cosockets are not available in the header_filter phase" }, r.header_filter)
+    -- a cache made in init_by_lua works in the content phase
+    assert.is_true(r.content_set)
+    assert.equal("works in content", r.content_get)
+  end)
+
+  it("get_or_set: miss then hit, tags, a failing fn", function()
+    local r = srv:call("get_or_set")
+    assert.same({ computed = 1 }, r.v1)
+    assert.equal("miss", r.s1)
+    assert.same({ computed = 1 }, r.v2)
+    assert.equal("hit", r.s2)
+    assert.equal(1, r.calls)
+    assert.equal("t", r.v3)
+    assert.equal("t2", r.v4) -- invalidate_tag made it a miss
+    assert.equal("miss", r.s4)
+    assert.equal("boom", r.e5)
+  end)
+
+  it("a lease held by another process: the waiter waits on a cosocket and the worker keeps serving", function()
+    -- This process takes the lease, as a get_or_set filler would.
+    local c = assert(hicache.new { host = host, port = port, prefix = "or-lease" })
+    local key = "cold:" .. core.token()
+    local tok = core.token()
+    local r, epoch = c:_lease(key, tok, 5000, false)
+    assert.equal(2, r)
+    local t0 = socket.gettime()
+    local a = srv:send_request("/t/lease_wait?key=" .. key) -- waits on our lease
+    socket.sleep(0.1)
+    -- the same (only) worker serves another request meanwhile
+    local t1 = socket.gettime()
+    local b = srv:call("get", "key=other")
+    local b_ms = (socket.gettime() - t1) * 1000
+    assert.same({}, b)
+    assert.is_true(b_ms < 50, ("a request took %.1f ms while another waited on a lease"):format(b_ms))
+    -- fill after 500 ms: the waiter wakes with our value
+    socket.sleep(math.max(0, 0.5 - (socket.gettime() - t0)))
+    assert.is_true(c:_fill(key, tok, epoch, c:encode("from-another-process"), 60000))
+    local res = srv:finish(a)
+    assert.equal("from-another-process", res.v)
+    assert.equal("waited", res.status)
+    assert.is_true(res.ms >= 350, "waited only " .. res.ms .. " ms")
+    c:close()
+  end)
+
+  it("the lease keeper (an ngx.timer) keeps a slow fill's lease: one computation", function()
+    local key = "slow:" .. core.token()
+    local a = srv:send_request(("/t/slow_fill?key=%s&sleep=1&lease=0.3"):format(key))
+    socket.sleep(0.6) -- twice the lease: without the keeper it would have expired
+    local b = srv:call("lease_wait", "key=" .. key)
+    local ra = srv:finish(a)
+    assert.same({ v = "slow", status = "miss" }, { v = ra.v, status = ra.status })
+    assert.equal("slow", b.v) -- not "computed-in-nginx": b waited for a's value
+    assert.equal("waited", b.status)
+  end)
+
+  it("locks: fencing, busy, wake-up of a waiter, with_lock, renew by a timer, extend", function()
+    local r = srv:call("locks")
+    assert.is_true(r.fence1 > 0)
+    assert.same({ null, "timeout" }, r.busy)
+    assert.is_true(r.owned)
+    assert.is_true(r.release)
+    assert.is_true(r.increasing)
+    assert.is_true(r.waiter.fence > r.fence2)
+    assert.same({ 5, "done" }, r.with_lock)
+    assert.is_false(r.with_lock_error.ok)
+    assert.matches("inside", r.with_lock_error.err)
+    assert.is_true(r.after_error) -- with_lock released on error
+    assert.is_true(r.renew_owned)
+    assert.is_true(r.renewals >= 2)
+    assert.is_true(r.extend)
+    assert.is_true(r.extend_pttl > 5000)
+  end)
+
+  it("tags, memoize, on_write and batch", function()
+    local r = srv:call("tags_memoize_writes")
+    assert.is_true(r.set_tagged)
+    assert.equal("v1", r.get_tagged)
+    assert.same({}, r.after)
+    assert.same({ { id = 7 }, { id = 7 } }, r.memo)
+    assert.equal(1, r.memo_calls)
+    assert.same({ id = 7 }, r.memo_after)
+    assert.equal(2, r.memo_calls_after)
+    assert.equal("saved 1", r.on_write)
+    assert.same({}, r.on_write_after)
+    assert.equal("old", r.batch_before)
+    assert.same({}, r.batch_after)
+  end)
+
+  it("stats are counted per worker, with the same counters as the blocking path", function()
+    local r = srv:call("stats")
+    -- set s, get s (hit), get missing (miss), get_or_set gs (miss + set)
+    assert.same({ 1, 2, 2 }, { r.hits, r.misses, r.sets })
+    assert.is_true(r.text_has_hits)
+  end)
+
+  it("hicache.testing works in a handler", function()
+    local r = srv:call("testing")
+    assert.same({ "get_or_set miss user:1", "get hit user:1" }, r.lines)
+  end)
+
+  it("pools connections with setkeepalive (getreusedtimes > 0 after warm-up)", function()
+    local r = srv:call("pool")
+    assert.is_true(r.reused > 0)
+    assert.equal("cosocket", r.stats.transport)
+    assert.is_true(r.stats.reused > 0)
+    assert.equal("OK", r.multi[1])
+    assert.equal("QUEUED", r.multi[2])
+  end)
+
+  it("TLS through sslhandshake, verified with lua_ssl_trusted_certificate; no client certificates", function()
+    local r = srv:call("tls")
+    assert.same({ true }, r.set)
+    assert.same({ "over tls" }, r.get)
+    assert.is_true(r.reused > 0)
+    assert.equal(null, r.wrong_name[1])
+    assert.matches("^tls: ", r.wrong_name[2])
+    assert.equal(null, r.wrong_name2[1])
+    assert.matches("^tls: ", r.wrong_name2[2])
+    assert.same({ "over tls" }, r.noverify)
+    assert.is_false(r.client_cert.ok)
+    assert.matches("app%.lua:%d+: invalid option 'tls.cert_file': client certificates %(mutual TLS%) are not available on cosockets",
+      r.client_cert.err)
+    assert.is_false(r.ca_file.ok)
+    assert.matches("lua_ssl_trusted_certificate", r.ca_file.err)
+  end)
+
+  it("Redis down: nil, err from reads and writes, get_or_set computes, errors counted", function()
+    local r = srv:call("down")
+    assert.same({ null, "connection refused" }, r.get)
+    assert.equal("connection refused", r.set[2])
+    assert.same({ "computed", null, "bypass" }, r.get_or_set)
+    assert.equal(null, r.lock[1])
+    assert.is_true(r.stats_errors >= 3)
+  end)
+
+  it("SELECTs the db once per new connection", function()
+    local r = srv:call("auth_db")
+    assert.equal("in db 3", r.via_cache)
+    assert.is_true(r.raw_found)
+    assert.matches("db=3", r.db)
+  end)
+
+  it("leaves no error in nginx's error log", function()
+    local log = srv:error_log()
+    assert.is_nil(log:find("%[error%]"), log)
+    assert.is_nil(log:find("%[alert%]"), log)
+  end)
+end)
