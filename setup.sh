@@ -9,8 +9,13 @@ packages="make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev libhiredis-dev
   libmsgpack-dev libzstd-dev libjansson-dev libsodium-dev
   python3-django python3-django-redis python3-msgpack clang libclang-rt-14-dev
   luarocks lua-busted redis-server redis-tools valgrind lua-redis lua-socket
-  libluajit-5.1-dev lua-check lua-sql-sqlite3 python3-prometheus-client lua-cjson
-  libssl-dev openssl strace util-linux"
+  lua-check lua-sql-sqlite3 python3-prometheus-client lua-cjson
+  libssl-dev openssl strace util-linux
+  nginx libnginx-mod-http-lua lua-resty-core luajit2 libluajit2-5.1-dev wrk"
+# OpenResty's LuaJIT (luajit2, libluajit2-5.1-dev) is the one Debian's
+# libnginx-mod-http-lua links; libluajit-5.1-dev would replace it and
+# remove the nginx lua module, so it is not listed. nginx is only started
+# privately by the specs (spec/nginx_harness.lua), never as a service.
 
 missing=""
 for p in $packages; do

@@ -199,7 +199,7 @@ describe("connecting", function()
     local f = assert(io.open(dir .. "/resolv.conf", "w"))
     f:write("nameserver 127.0.0.77\noptions timeout:5 attempts:2\n")
     f:close()
-    local ok = os.execute(("unshare -m sh -c 'mount --bind %s/resolv.conf /etc/resolv.conf' 2>/dev/null"):format(dir))
+    local ok = H.execute(("unshare -m sh -c 'mount --bind %s/resolv.conf /etc/resolv.conf' 2>/dev/null"):format(dir))
     if not ok then return pending("no private mount namespace here (unshare -m needs CAP_SYS_ADMIN)") end
     local dns = assert(io.popen([[exec /usr/bin/python3 -c '
 import socket, os, sys, time
@@ -232,7 +232,7 @@ end)
 
 describe("syscalls", function()
   it("a get on a live pooled connection is one write and one read (strace)", function()
-    if os.execute("strace -V >/dev/null 2>&1") ~= true then return pending("no strace") end
+    if H.execute("strace -V >/dev/null 2>&1") ~= true then return pending("no strace") end
     if H.valgrind or H.asan then return pending("not under valgrind/ASan") end
     local dir = H.dir .. "/strace"
     os.execute("mkdir -p " .. dir)
@@ -247,7 +247,7 @@ for _ = 1, n do assert(c:get("sk")) end
     f:close()
     local function calls(n)
       local out = dir .. "/count." .. n
-      if not os.execute(("strace -f -c -o %s %s %s/gets.lua %d >/dev/null 2>&1"):format(out, H.lua_bin, dir, n)) then
+      if not H.execute(("strace -f -c -o %s %s %s/gets.lua %d >/dev/null 2>&1"):format(out, H.lua_bin, dir, n)) then
         return nil
       end
       local t = {}

@@ -26,12 +26,59 @@ do
   H.asan_preload = reg.hicache_spec_asan_preload
   H.asan = H.asan_preload ~= nil
 end
+-- The specs run under Lua 5.4 or LuaJIT (spec/run.sh: $LUA, default
+-- lua5.4). H.luajit: true under LuaJIT (the Lua 5.1 API: no integer
+-- subtype, Redis integers beyond 2^53 come back as decimal strings).
+-- H.interpreter is the command of the interpreter running the specs, which
+-- every Lua subprocess must use: hicache.core is built for one Lua only.
+H.luajit = rawget(_G, "jit") ~= nil
+H.interpreter = os.getenv("LUA")
+if H.interpreter == nil or H.interpreter == "" then H.interpreter = H.luajit and "luajit" or "lua5.4" end
+-- Lua 5.4 functions the specs use, under both interpreters.
+H.unpack = table.unpack or rawget(_G, "unpack")
+H.pack = table.pack or function(...) return { n = select("#", ...), ... } end
+
+--- H.mtype(x): math.type(x). LuaJIT has no integer subtype: a number
+-- counts as an "integer" when it is integral and within the int64 range
+-- (what hicache stores as an integer there), else as a "float" (so is
+-- -0.0, as on 5.4).
+H.mtype = math.type or function(x)
+  if type(x) ~= "number" then return nil end
+  if x == 0 and 1 / x < 0 then return "float" end -- -0.0 keeps its sign (compat.h)
+  if x == math.floor(x) and x >= -2 ^ 63 and x < 2 ^ 63 then return "integer" end
+  return "float"
+end
+
+--- H.int(s): the int64 with decimal digits s as hicache returns a Redis
+-- integer: on Lua 5.4 an integer; on LuaJIT a number up to 2^53 in
+-- magnitude, beyond that the decimal string s itself (exact).
+function H.int(s)
+  local digits = assert(s:match("^%-?(%d+)$"), "decimal digits expected")
+  if math.tointeger then return assert(math.tointeger(tonumber(s)), "not an int64: " .. s) end
+  if #digits < 16 or (#digits == 16 and digits <= "9007199254740992") then return tonumber(s) end
+  return s
+end
+-- H.bor(a, b): a | b (LuaJIT: the bit library)
+H.bor = H.luajit and require("bit").bor or load("return function(a, b) return a | b end")()
+
+H.INT64_MAX = H.int("9223372036854775807") -- math.maxinteger on Lua 5.4
+H.INT64_MIN = H.int("-9223372036854775808") -- math.mininteger on Lua 5.4
+
+--- H.set_int(c, key, s): stores the int64 with decimal digits s under key
+-- of cache c as hicache stores an integer (its decimal text): c:set with
+-- the number where Lua has it (always on 5.4), else (LuaJIT beyond 2^53)
+-- the same bytes with a raw SET.
+function H.set_int(c, key, s)
+  local v = H.int(s)
+  if type(v) == "number" then return c:set(key, v) end
+  return H.admin():command("SET", c:_key(key), s) == "OK"
+end
 -- This process keeps the ASan runtime it was started with; the shell tools
 -- and programs the specs spawn do not need it (hc_threads links it itself).
 -- H.lua_bin is the command for a Lua subprocess that loads hicache.
-H.lua_bin = "lua5.4"
+H.lua_bin = H.interpreter
 if H.asan then
-  H.lua_bin = ("env LD_PRELOAD=%q lua5.4"):format(H.asan_preload)
+  H.lua_bin = ("env LD_PRELOAD=%q %s"):format(H.asan_preload, H.interpreter)
   posix.unsetenv("LD_PRELOAD")
 end
 
@@ -62,11 +109,36 @@ function H.client_id(c)
   return assert(c:command("CLIENT", "ID"))
 end
 
+-- Lua 5.2+ (and LuaJIT built with LUAJIT_ENABLE_LUA52COMPAT) return a
+-- command's exit status from os.execute and a popen'ed file's close;
+-- plain LuaJIT returns the raw wait status resp. always true.
+local status_52 = type(os.execute("exit 3")) ~= "number"
+
+--- Runs cmd (sh) with its stderr merged into its stdout; returns the
+-- output, the exit status (0: success) and "exit" (or "signal").
 function H.shell(cmd)
-  local f = assert(io.popen(cmd .. " 2>&1"))
-  local out = f:read("a")
-  local ok, how, code = f:close()
-  return out, ok and 0 or code, how
+  if status_52 then
+    local f = assert(io.popen(cmd .. " 2>&1"))
+    local out = f:read("a")
+    local ok, how, code = f:close()
+    return out, ok and 0 or code, how
+  end
+  -- the shell prints the status after the output
+  local f = assert(io.popen(cmd .. " 2>&1; printf '\\n%d' $?"))
+  local all = f:read("a")
+  f:close()
+  local out, code = all:match("^(.*)\n(%d+)$")
+  code = assert(tonumber(code), "no exit status from sh")
+  return out, code, code > 128 and code < 160 and "signal" or "exit"
+end
+
+--- os.execute(cmd) as Lua 5.4 returns it: true | nil, "exit", status.
+function H.execute(cmd)
+  if status_52 then return os.execute(cmd) end
+  local st = os.execute(cmd) -- the wait status
+  if st == 0 then return true, "exit", 0 end
+  if st % 256 == 0 then return nil, "exit", st / 256 end
+  return nil, "signal", st % 128
 end
 
 --- Restarts the test server on the same addresses (data is lost).
@@ -131,7 +203,7 @@ function H.start_redis(opts)
           function server.stop()
             os.execute("kill " .. pid .. " 2>/dev/null")
             for _ = 1, 100 do
-              if not os.execute("kill -0 " .. pid .. " 2>/dev/null") then return end
+              if not H.execute("kill -0 " .. pid .. " 2>/dev/null") then return end
               posix.sleep(0.05)
             end
             os.execute("kill -9 " .. pid .. " 2>/dev/null")
@@ -165,7 +237,8 @@ function H.silent_listener()
   return l
 end
 
---- Runs a Lua chunk in a fresh lua5.4 process; returns its output and code.
+--- Runs a Lua chunk in a fresh process of the interpreter running the
+-- specs (H.lua_bin); returns its output and code.
 function H.lua(code)
   local path = H.dir .. "/chunk" .. tostring(math.random(1e9)) .. ".lua"
   local f = assert(io.open(path, "w"))
@@ -202,7 +275,7 @@ function H.fork_all(n, fn, go)
   end
   local tokens = { "RPUSH", go }
   for i = 1, n do tokens[#tokens + 1] = "1" end
-  admin:command(table.unpack(tokens))
+  admin:command(H.unpack(tokens))
   local codes = {}
   for i, pid in ipairs(pids) do codes[i] = posix.waitpid(pid) end
   admin:command("DEL", go)

@@ -4,6 +4,16 @@ local H = require "helper"
 -- overwritten), installs it, and loads it from the installed tree only.
 local root = assert(os.getenv("PWD"))
 local clean_env = "env -u LD_PRELOAD -u MAKEFLAGS -u MAKELEVEL -u LUA_PATH -u LUA_CPATH "
+-- The Lua the specs run under: Lua 5.4, or LuaJIT (the Lua 5.1 API and
+-- directories; `make install LUA=luajit`, luarocks for 5.1 with LuaJIT's
+-- headers)
+local V = H.luajit and "5.1" or "5.4"
+local MAKE_LUA = H.luajit and " LUA=luajit" or ""
+local ROCKS_LUA = ""
+if H.luajit then
+  local inc = H.shell("pkg-config --variable=includedir luajit"):match("^%s*(.-)%s*$")
+  ROCKS_LUA = (" LUA_INCDIR=%q"):format(inc)
+end
 
 local function copy_sources()
   local dir = H.dir .. "/install-" .. tostring(math.random(1e9))
@@ -26,7 +36,7 @@ local function run_installed(lua_path, lua_cpath)
   local f = assert(io.open(script, "w"))
   f:write(probe:format(H.host, H.port))
   f:close()
-  return H.shell(("%s LUA_PATH=%q LUA_CPATH=%q lua5.4 %s"):format(clean_env, lua_path, lua_cpath, script))
+  return H.shell(("%s LUA_PATH=%q LUA_CPATH=%q %s %s"):format(clean_env, lua_path, lua_cpath, H.interpreter, script))
 end
 
 describe("installation", function()
@@ -48,22 +58,22 @@ describe("installation", function()
   it("luarocks make builds offline and require 'hicache' works from the tree", function()
     local dir = copy_sources()
     local tree = dir .. "/tree"
-    local out, code = H.shell(("cd %s && %s luarocks --lua-version 5.4 --tree %s make rockspec/hicache-scm-1.rockspec"):format(
-      dir, clean_env, tree))
+    local out, code = H.shell(("cd %s && %s luarocks --lua-version %s --tree %s make %s%s"):format(
+      dir, clean_env, V, tree, "rockspec/hicache-scm-1.rockspec", ROCKS_LUA))
     assert.equal(0, code, out)
-    out, code = run_installed(tree .. "/share/lua/5.4/?.lua;" .. tree .. "/share/lua/5.4/?/init.lua",
-      tree .. "/lib/lua/5.4/?.so")
+    local share, lib = tree .. "/share/lua/" .. V, tree .. "/lib/lua/" .. V
+    out, code = run_installed(share .. "/?.lua;" .. share .. "/?/init.lua", lib .. "/?.so")
     assert.equal(0, code, out)
-    assert.equal(tree .. "/lib/lua/5.4/hicache/core.so\t" .. tree .. "/share/lua/5.4/hicache/init.lua\tPONG\n", out)
+    assert.equal(lib .. "/hicache/core.so\t" .. share .. "/hicache/init.lua\tPONG\n", out)
   end)
 
   it("make install honours PREFIX and DESTDIR", function()
     local dir = copy_sources()
     local dest = dir .. "/dest"
-    local out, code = H.shell(("cd %s && %s make -s install PREFIX=/opt/hc DESTDIR=%s BUILD=%s/b"):format(
-      dir, clean_env, dest, dir))
+    local out, code = H.shell(("cd %s && %s make -s install%s PREFIX=/opt/hc DESTDIR=%s BUILD=%s/b"):format(
+      dir, clean_env, MAKE_LUA, dest, dir))
     assert.equal(0, code, out)
-    local share, lib = dest .. "/opt/hc/share/lua/5.4", dest .. "/opt/hc/lib/lua/5.4"
+    local share, lib = dest .. "/opt/hc/share/lua/" .. V, dest .. "/opt/hc/lib/lua/" .. V
     out, code = run_installed(share .. "/?.lua;" .. share .. "/?/init.lua", lib .. "/?.so")
     assert.equal(0, code, out)
     assert.equal(lib .. "/hicache/core.so\t" .. share .. "/hicache/init.lua\tPONG\n", out)

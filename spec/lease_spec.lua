@@ -65,7 +65,7 @@ describe("get_or_set", function()
       if i <= writers then
         -- always count this writer as done, so readers stop even if it fails
         local ok, err = pcall(function()
-        for _ = 1, rounds // writers do
+        for _ = 1, math.floor(rounds / writers) do
           local ver = a:command("INCR", "gosdb:ver")          -- the write
           assert(cc:invalidate("rec"))                        -- then invalidate
           -- from now on no read may return less than ver

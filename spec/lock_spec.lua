@@ -15,7 +15,7 @@ describe("locks", function()
     assert.equal(l.token, admin:command("GET", "lk:lock:{a}"))
     local pttl = admin:command("PTTL", "lk:lock:{a}")
     assert.is_true(pttl > 4000 and pttl <= 5000)
-    assert.equal("integer", math.type(l.fence))
+    assert.equal("integer", H.mtype(l.fence))
     assert.is_true(l:owned())
     local r = l:remaining()   -- seconds, like every other duration
     assert.is_true(r > 4.8 and r <= 5 - 0.052, tostring(r))   -- drift margin: 1% + 2 ms

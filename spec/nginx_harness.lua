@@ -63,7 +63,7 @@ http {
   fastcgi_temp_path %s/tmp/fastcgi;
   uwsgi_temp_path %s/tmp/uwsgi;
   scgi_temp_path %s/tmp/scgi;
-  lua_package_path "%s/lua/?.lua;%s/spec/openresty/?.lua;;";
+  lua_package_path "%s/lua/?.lua;%s/?.lua;;";
   lua_package_cpath "%s/?.so;;";
   lua_ssl_trusted_certificate %s/ca.crt;
   lua_ssl_verify_depth 4;
@@ -89,6 +89,7 @@ http {
       set_by_lua_block $r { return require("app").set_phase() }
       content_by_lua_block { ngx.say(ngx.var.r) }
     }
+%s
   }
 }
 ]]
@@ -105,7 +106,9 @@ end
 local Server = {}
 Server.__index = Server
 
---- nginx.start{workers =, env = {extra fields for app.lua}} -> server
+--- nginx.start{workers =, env = {extra fields for app.lua}, app_dir =
+-- (where app.lua is, default spec/openresty), locations = (more nginx.conf
+-- text for the server block), log_level =} -> server
 function H.start(opts)
   opts = opts or {}
   local base = assert(os.getenv("HICACHE_TEST_DIR"), "run through spec/run.sh")
@@ -124,7 +127,8 @@ function H.start(opts)
   for _ = 1, 10 do
     local port = free_port()
     local conf = CONF:format(opts.workers or 1, dir, dir, opts.log_level or "warn", MODULES, MODULES,
-      dir, dir, dir, dir, dir, root, root, moddir, env.tls_dir, lua_table(env), port)
+      dir, dir, dir, dir, dir, root, opts.app_dir or (root .. "/spec/openresty"), moddir, env.tls_dir,
+      lua_table(env), port, opts.locations or "")
     local f = assert(io.open(dir .. "/conf/nginx.conf", "w"))
     f:write(conf)
     f:close()

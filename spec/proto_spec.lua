@@ -54,12 +54,12 @@ describe("core.format and core.reader", function()
       for i = 1, math.random(1, 12) do
         local len = ({ 0, 1, 9, 10, 99, 100, 1000, math.random(0, 70000) })[math.random(1, 8)]
         local piece = string.char(math.random(0, 255), math.random(0, 255), 13, 10, math.random(0, 255))
-        args[i] = string.rep(piece, len // 5 + 1):sub(1, len)
+        args[i] = string.rep(piece, math.floor(len / 5) + 1):sub(1, len)
       end
-      assert.equal(H.posix.hiredis_format(table.unpack(args)), core.format { args })
+      assert.equal(H.posix.hiredis_format(H.unpack(args)), core.format { args })
     end
     local a, b = { "SET", "k", "v" }, { "GET", "k" }
-    assert.equal(H.posix.hiredis_format(table.unpack(a)) .. H.posix.hiredis_format(table.unpack(b)),
+    assert.equal(H.posix.hiredis_format(H.unpack(a)) .. H.posix.hiredis_format(H.unpack(b)),
       core.format { a, b })
   end)
 

@@ -101,7 +101,7 @@ describe("no stale read after a write returns (race suite)", function()
     for from = 1, OTHER_KEYS, 1000 do
       local keys = { "UNLINK" }
       for i = from, math.min(from + 999, OTHER_KEYS) do keys[#keys + 1] = "racefill:" .. i end
-      admin:command(table.unpack(keys))
+      admin:command(H.unpack(keys))
     end
     io.write(("\nrace suite: %d readers (%d fill, 2 read), writers as listed, %.1f s per path, %d other keys\n")
       :format(READERS, READERS - 2, SECONDS, OTHER_KEYS))
@@ -176,7 +176,7 @@ describe("no stale read after a write returns (race suite)", function()
             elseif s.read == "memo_tags" then v = memo_tags:peek(k)
             elseif s.read == "tagged" then v = cc:get(k, nil, { tags = { TAG } })
             else v = cc:get(k) end
-            if math.type(v) == "integer" then
+            if H.mtype(v) == "integer" then
               reads = reads + 1
               if v * sign < floor then
                 stale = stale + 1

@@ -46,7 +46,7 @@ describe("TLS to the test server", function()
 
   it("tls.ca_path: a hashed directory of CAs (openssl rehash)", function()
     local dir = H.dir .. "/capath"
-    assert(os.execute(("mkdir -p %s && cp %s %s/ && openssl rehash %s >/dev/null 2>&1"):format(dir, CA, dir, dir)))
+    assert(H.execute(("mkdir -p %s && cp %s %s/ && openssl rehash %s >/dev/null 2>&1"):format(dir, CA, dir, dir)))
     local p = tls_cache { tls = { ca_path = dir } }
     assert.is_true(p:set("cp", 1))
     assert.equal(1, p:get("cp"))

@@ -16,13 +16,11 @@
 
 local core = require "hicache.core"
 local cosocket = require "hicache.cosocket"
-local compat = require "hicache.compat"
 local argerror = require "hicache.argerror"
 
 local ngx = ngx -- luacheck: ignore 113
 local timer_at, ngx_sleep = ngx.timer.at, ngx.sleep
 local step, new_xio, PENDING = core.step, core.xio, core.PENDING
-local pack, unpack = compat.pack, compat.unpack
 local rethrow, raise = argerror.rethrow, argerror.raise
 local pcall, type, setmetatable, tostring, rawset, select = pcall, type, setmetatable, tostring, rawset, select
 local upper = string.upper
@@ -41,51 +39,112 @@ local PURE = {
 
 local round = cosocket.round
 
--- Runs C method `name` of the cache over cosockets: each round the core
--- asks for goes over one connection, checked out at the first round and
--- back into the keepalive pool at the end. A connection that fails is
--- closed and the round is answered with the error, so the operation ends
--- through its own error path (nil, err, counted in stats).
--- res: a reserved connection (cache:reserve()) to run on, else nil.
-local function exec(self, res, name, ...)
+-- One attempt at the pending round of xio x on sock (a new connection
+-- when nil). Returns the connection on success; else nil, err, and
+-- whether the round may be sent again on a new connection.
+local function attempt(res, pool, x, sock)
+  local err
+  if not sock then
+    if res then return nil, res.failed or "released", false end
+    sock, err = pool:acquire()
+    if not sock then return nil, err, false end
+  end
+  local pinned = res and res.sock
+  local reused = sock ~= pinned and (sock:getreusedtimes() or 0) > 0
+  local ok
+  ok, err = round(sock, x, pool)
+  if ok then return sock end
+  sock:close()
+  if sock == pinned then res.sock, res.failed = nil, err end
+  return nil, err, reused and x:retryable()
+end
+
+-- Sends the pending round of xio x and feeds it its reply. A round that
+-- only reads is sent once more on a new connection when a kept-alive one
+-- turns out closed before any byte of the reply (as the C pool does).
+-- Returns the connection to go on with; nil when the round failed: it is
+-- then answered with the error (x:fail), so the operation ends through its
+-- own error path (nil, err, counted in stats) as on the blocking path.
+local function io_round(res, pool, x, sock)
+  local s, err, again = attempt(res, pool, x, sock)
+  if s then return s end
+  if again then
+    s, err = attempt(res, pool, x, nil)
+    if s then return s end
+  end
+  x:fail(err)
+  return nil
+end
+
+-- How many values, then the values (pcall's results).
+local function nres(...) return select("#", ...), ... end
+
+-- The first n of a..f (no C method of the cache returns more than 4).
+local function ret(n, a, b, c, d, e, f)
+  if n == 1 then return a elseif n == 2 then return a, b elseif n == 3 then return a, b, c
+  elseif n == 4 then return a, b, c, d elseif n == 5 then return a, b, c, d, e
+  elseif n == 6 then return a, b, c, d, e, f elseif n <= 0 then return end
+  error("hicache.openresty: a C method returned more than 6 values")
+end
+
+-- pcall(step, ud, x, name, <the first na of a1..a6>): the arguments go on
+-- as locals, not varargs, so LuaJIT compiles the path (a trace that starts
+-- after a cosocket call cannot read the varargs of the function it is in:
+-- NYI VARG at a trace's base frame), and the path must stay compiled to
+-- keep up with a raw cosocket (make bench).
+local function stepn(ud, x, name, na, a1, a2, a3, a4, a5, a6)
+  if na == 1 then return nres(pcall(step, ud, x, name, a1))
+  elseif na == 2 then return nres(pcall(step, ud, x, name, a1, a2))
+  elseif na == 3 then return nres(pcall(step, ud, x, name, a1, a2, a3))
+  elseif na == 4 then return nres(pcall(step, ud, x, name, a1, a2, a3, a4))
+  elseif na == 0 then return nres(pcall(step, ud, x, name))
+  elseif na == 5 then return nres(pcall(step, ud, x, name, a1, a2, a3, a4, a5))
+  end
+  return nres(pcall(step, ud, x, name, a1, a2, a3, a4, a5, a6))
+end
+
+-- Releases or closes the operation's connection, then its results.
+local function finish(self, name, pinned, sock, n, ok, a, b, c, d, e, f)
+  if sock and sock ~= pinned then
+    if ok then self._pool:release(sock) else sock:close() end
+  end
+  if not ok then rethrow(a, name, 1) end
+  return ret(n - 1, a, b, c, d, e, f)
+end
+
+-- More than six arguments (command, pipeline of a long command...): the
+-- same, with varargs (interpreted).
+local function exec_varg(self, res, name, ...)
   local ud, pool = self._core, self._pool
   local x = new_xio()
   local pinned = res and res.sock
   local sock = pinned
-  while true do
-    local r = pack(pcall(step, ud, x, name, ...))
-    if not r[1] then
-      if sock and sock ~= pinned then sock:close() end
-      rethrow(r[2], name, 1)
-    end
-    if r[2] ~= PENDING then
-      if sock and sock ~= pinned then pool:release(sock) end
-      return unpack(r, 2, r.n)
-    end
-    -- the pending round; a round that only reads is sent once more on a
-    -- new connection when a kept-alive one turns out closed before any
-    -- byte of the reply (as the C pool does)
-    local err, again, retried
-    repeat
-      again = false
-      if not sock then
-        if res then err = res.failed or "released" else sock, err = pool:acquire() end
-      end
-      if sock then
-        local reused = sock ~= pinned and (sock:getreusedtimes() or 0) > 0
-        local ok
-        ok, err = round(sock, x, pool)
-        if not ok then
-          again = reused and not retried and x:retryable()
-          retried = true
-          sock:close()
-          if sock == pinned then res.sock, res.failed, pinned = nil, err, nil end
-          sock = nil
-        end
-      end
-    until not again
-    if err then x:fail(err) end
+  local n, ok, a, b, c, d, e, f = nres(pcall(step, ud, x, name, ...))
+  while ok and a == PENDING do
+    sock = io_round(res, pool, x, sock)
+    n, ok, a, b, c, d, e, f = nres(pcall(step, ud, x, name, ...))
   end
+  return finish(self, name, pinned, sock, n, ok, a, b, c, d, e, f)
+end
+
+-- Runs C method `name` of the cache over cosockets: each round the core
+-- asks for goes over one connection, checked out at the first round and
+-- back into the keepalive pool at the end (closed if the operation
+-- raised). res: a reserved connection (cache:reserve()) to run on.
+local function exec(self, res, name, ...)
+  local na = select("#", ...)
+  if na > 6 then return exec_varg(self, res, name, ...) end
+  local a1, a2, a3, a4, a5, a6 = ...
+  local ud, pool = self._core, self._pool
+  local x = new_xio()
+  local pinned = res and res.sock
+  local sock = pinned
+  local n, ok, a, b, c, d, e, f = stepn(ud, x, name, na, a1, a2, a3, a4, a5, a6)
+  while ok and a == PENDING do
+    sock = io_round(res, pool, x, sock)
+    n, ok, a, b, c, d, e, f = stepn(ud, x, name, na, a1, a2, a3, a4, a5, a6)
+  end
+  return finish(self, name, pinned, sock, n, ok, a, b, c, d, e, f)
 end
 _M.exec = exec
 

@@ -5,6 +5,7 @@
 #ifndef HC_COMPAT_H
 #define HC_COMPAT_H
 
+#include <math.h>
 #include <lua.h>
 #include <lauxlib.h>
 
@@ -57,6 +58,7 @@ static inline int hc_isinteger(lua_State *L, int i)
     /* range first: casting a double outside lua_Integer's range (or NaN)
      * to it is undefined behaviour */
     if (!(n >= -9223372036854775808.0 && n < 9223372036854775808.0)) return 0;
+    if (n == 0 && signbit(n)) return 0; /* -0.0 stays a float, as in 5.4 */
     return n == (lua_Number)(lua_Integer)n;
 }
 #else
