@@ -89,6 +89,23 @@ describe("hicache.new option checks", function()
     end
   end)
 
+  it("transport: auto and blocking outside OpenResty; cosocket only inside it", function()
+    assert.matches([[invalid option 'transport': "cosocket" needs OpenResty (ngx.socket.tcp)]],
+      raises { transport = "cosocket" }, 1, true)
+    assert.matches([[invalid option 'transport': must be "auto", "blocking" or "cosocket"]],
+      raises { transport = "nginx" }, 1, true)
+    assert.matches("invalid option 'transport'", raises { transport = true }, 1, true)
+    for _, t in ipairs { "auto", "blocking" } do
+      local c = assert(hicache.new { host = os.getenv("HICACHE_TEST_HOST"),
+                                     port = tonumber(os.getenv("HICACHE_TEST_PORT")), transport = t })
+      assert.equal("userdata", type(c)) -- the C cache itself: the blocking socket
+      assert.is_true(c:set("transport:" .. t, t))
+      assert.equal(t, c:get("transport:" .. t))
+      c:delete("transport:" .. t)
+      c:close()
+    end
+  end)
+
   it("rejects unknown options (typos)", function()
     assert.matches("unknown option 'timout'", raises { timout = 1 }, 1, true)
     assert.matches("unknown option 'pool.sise'", raises { pool = { sise = 1 } }, 1, true)

@@ -287,4 +287,39 @@ function H.all_zero(codes)
   for i, code in ipairs(codes) do assert(code == 0, ("child %d exited with %d"):format(i, code)) end
 end
 
+--- H.faultproxy(plans, bind): spec/helpers/faultproxy.py in front of the
+-- test server with one plan per accepted connection. Returns port,
+-- events(), stop().
+function H.faultproxy(plans, bind)
+  local log = os.tmpname()
+  local cmd = ("exec env FAULTPROXY_BIND=%s /usr/bin/python3 spec/helpers/faultproxy.py %d %s %s"):format(
+    bind or "127.0.0.1", H.port, log, table.concat(plans, " "))
+  local f = assert(io.popen(cmd .. " & echo $!"))
+  local pid = f:read("l")
+  f:close()
+  local port
+  for _ = 1, 100 do
+    local pf = io.open(log .. ".port")
+    port = pf and tonumber(pf:read("l") or "")
+    if pf then pf:close() end
+    if port then break end
+    H.posix.sleep(0.05)
+  end
+  assert(port, "faultproxy did not start")
+  local function events()
+    local t = {}
+    local lf = io.open(log)
+    if lf then
+      for line in lf:lines() do t[#t + 1] = line end
+      lf:close()
+    end
+    return t
+  end
+  return port, events, function()
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    os.remove(log)
+    os.remove(log .. ".port")
+  end
+end
+
 return H

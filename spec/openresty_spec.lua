@@ -226,6 +226,26 @@ describe("OpenResty (cosocket transport)", function()
     assert.is_true(r.stats_errors >= 3)
   end)
 
+  it("a read on a kept-alive connection the server closed is sent once more; a write is not", function()
+    local H = require "helper"
+    local pport, events, stop = H.faultproxy { "close:20", "pass", "pass,pass,close:20", "pass" }
+    local ok, r = pcall(srv.call, srv, "retry", "port=" .. pport)
+    local ev = events()
+    stop()
+    assert(ok, r)
+    assert.equal("v", r.first)
+    assert.same({ "v" }, r.get)
+    assert.same({ true }, r.has_key)
+    assert.is_true(r.pre)
+    assert.equal("v", r.warm)
+    assert.same({ null, "connection closed" }, r.set, table.concat(ev, " ") .. require("cjson").encode(r))
+    assert.same({}, r.written)
+    assert.equal(1, r.stats_errors)
+    local accepts = 0
+    for _, e in ipairs(ev) do if e:match("^accept") then accepts = accepts + 1 end end
+    assert.equal(4, accepts, table.concat(ev, "\n"))
+  end)
+
   it("SELECTs the db once per new connection", function()
     local r = srv:call("auth_db")
     assert.equal("in db 3", r.via_cache)

@@ -110,9 +110,12 @@ local function setup(p, sock)
   return true
 end
 
--- "closed" (ngx) is "connection closed" (hicache's blocking transport).
+-- "closed", a reset or EPIPE (ngx) are "connection closed" (hicache's
+-- blocking transport says so too).
 local function norm(err)
-  if err == "closed" then return "connection closed" end
+  if err == "closed" or err == "connection reset by peer" or err == "broken pipe" then
+    return "connection closed"
+  end
   return err or "connection closed"
 end
 _M.norm = norm

@@ -9,6 +9,7 @@ client's successive requests (one request = one chunk the client sent):
   pass        forward the request, relay the whole reply
   close       forward the request, relay the reply, then close the client
               socket (the server "closed the idle connection")
+  close:MS    the same, MS milliseconds after the reply
   cut:N       forward the request, relay only N bytes of the reply, close
 Requests past the end of a plan pass. Connections past the last plan pass.
 FAULTPROXY_BIND=::1 listens on IPv6 loopback instead of 127.0.0.1.
@@ -54,6 +55,9 @@ def serve(k, client, plan):
                 return
             client.sendall(reply)
             if step == "close":
+                return
+            if step.startswith("close:"):
+                time.sleep(int(step[6:]) / 1000.0)
                 return
     except OSError:
         return

@@ -339,6 +339,34 @@ function t.auth_db()
   return { via_cache = c:get("k"), raw_found = raw ~= nil, db = c:command("CLIENT", "INFO") }
 end
 
+-- Busy for s seconds of CPU without yielding (nginx's loop does not run).
+local function spin(s)
+  local t = os.clock()
+  while os.clock() - t < s do end -- luacheck: ignore 563
+end
+
+-- Through spec/helpers/faultproxy.py (args.port), whose connections close
+-- after their first reply: a read on the kept-alive connection is sent
+-- again on a new one; a write is not (nil, err, nothing stored).
+function t.retry(args)
+  local port = tonumber(args.port)
+  local r = {}
+  assert(cache("direct", { prefix = "or-retry" }):set("k", "v"))
+  local c = assert(hicache.new { host = env.host, port = port, prefix = "or-retry" })
+  r.first = c:get("k") -- connection 1: closed 20 ms after this reply
+  spin(0.05) -- the close arrives; nginx's loop does not run to see it
+  r.get = { c:get("k") } -- connection 1 again, then 2
+  r.has_key = { c:has_key("k") }
+  local w = assert(hicache.new { host = env.host, port = port, prefix = "or-retry", timeout = 1.001 })
+  r.pre = w:set("pre", 1) -- connection 3: SCRIPT LOAD, EVALSHA
+  r.warm = w:get("k") -- connection 3: closed 20 ms after this reply
+  spin(0.05)
+  r.set = { w:set("written", "v") } -- connection 3 again: fails, not sent again
+  r.written = { w:get("written") } -- connection 4
+  r.stats_errors = w:stats().errors
+  return r
+end
+
 function _M.dispatch()
   local name = ngx.var.uri:match("^/t/(.+)$")
   local f = t[name]
