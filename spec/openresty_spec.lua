@@ -162,6 +162,7 @@ describe("OpenResty (cosocket transport)", function()
     assert.is_true(r.renewals >= 2)
     assert.is_true(r.extend)
     assert.is_true(r.extend_pttl > 5000)
+    assert.equal(0, r.gc_exists) -- a collected lock's watchdog stopped
   end)
 
   it("tags, memoize, on_write and batch", function()

@@ -220,6 +220,14 @@ function t.locks()
   r.renew_owned = lr:owned()
   r.renewals = lr:renewals()
   lr:release()
+  -- a lock garbage collected without release: its watchdog timer stops
+  -- (LuaJIT runs no __gc of a table: a sentinel userdata does it), so the
+  -- lock expires after its TTL
+  do local _ = assert(c:lock("gc", { ttl = 0.2, renew = true })) end
+  collectgarbage()
+  collectgarbage()
+  ngx.sleep(0.5)
+  r.gc_exists = c:command("EXISTS", (c:_lock_names("gc")))
   local lx = assert(c:lock("extend", { ttl = 1 }))
   r.extend = lx:extend(5)
   r.extend_pttl = c:command("PTTL", lx.key)
