@@ -153,17 +153,18 @@ valgrind: all
 # the same GET through hiredis's blocking API in a C loop) builds into
 # $(BUILD)/bench.
 BENCHBIN := $(BUILD)/bench
-bench: all $(BENCHBIN)/floor_get
-	@$(SPEC_ENV) HICACHE_BENCH_BIN=$(abspath $(BENCHBIN)) bench/run.sh
+bench: all luajit $(BENCHBIN)/floor_get
+	@$(SPEC_ENV) $(LUAJIT_ENV) HICACHE_BENCH_BIN=$(abspath $(BENCHBIN)) bench/run.sh
 
 $(BENCHBIN)/floor_get: bench/floor_get.c
 	mkdir -p $(BENCHBIN)
 	$(CC) $(WARN) -O2 -g -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L $(HIREDIS_CFLAGS) $(CFLAGS) \
 	  $(LDFLAGS) -o $@ $< -lhiredis
 
-demo: all
+demo: all luajit
 	@spec/run.sh --exec $(LUA) examples/profile_service.lua
 	@spec/run.sh --exec $(LUA) examples/dashboard/main.lua
+	@$(LUAJIT_ENV) spec/run.sh --exec examples/openresty/run.sh
 
 install: $(MODULE)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/hicache $(DESTDIR)$(LUA_SHAREDIR)/hicache

@@ -247,11 +247,47 @@ describe("OpenResty (cosocket transport)", function()
     assert.equal(4, accepts, table.concat(ev, "\n"))
   end)
 
+  it("AUTHs once per new connection; a wrong password never shows in the error", function()
+    local H = require "helper"
+    local secret = "s3cret-" .. core.token():sub(1, 8)
+    local extra = H.start_redis { conf = { "requirepass " .. secret } }
+    local ok, r = pcall(srv.call, srv, "auth", ("port=%d&password=%s"):format(extra.port, secret))
+    extra.stop()
+    assert(ok, r)
+    assert.same({ true }, r.set)
+    assert.same({ "v" }, r.get)
+    local n = 0
+    for _ in r.clients:gmatch("[^\n]+") do n = n + 1 end
+    assert.equal(1, n) -- one connection for all three commands
+    assert.equal(null, r.bad[1])
+    assert.matches("^auth failed: WRONGPASS", r.bad[2])
+    assert.is_nil(r.bad[2]:find(secret, 1, true))
+    assert.equal(null, r.none[1])
+    assert.matches("NOAUTH", r.none[2])
+  end)
+
   it("SELECTs the db once per new connection", function()
     local r = srv:call("auth_db")
     assert.equal("in db 3", r.via_cache)
     assert.is_true(r.raw_found)
     assert.matches("db=3", r.db)
+  end)
+
+  it("counts stats per worker (two workers)", function()
+    local two = nginx.start { workers = 2 }
+    local ok, err = pcall(function()
+      local served, last = {}, {}
+      for _ = 1, 40 do
+        local r = two:call("worker_stats")
+        served[r.pid] = (served[r.pid] or 0) + 1
+        last[r.pid] = r.misses
+      end
+      for pid, n in pairs(served) do
+        assert.equal(n, last[pid], "worker " .. pid .. " counts only its own gets")
+      end
+    end)
+    two:stop()
+    assert(ok, err)
   end)
 
   it("leaves no error in nginx's error log", function()

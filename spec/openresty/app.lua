@@ -375,6 +375,31 @@ function t.retry(args)
   return r
 end
 
+-- A server with requirepass (args.port, args.password): AUTH once per new
+-- connection; a wrong password is an error that never shows it.
+function t.auth(args)
+  local port = tonumber(args.port)
+  local c = assert(hicache.new { host = env.host, port = port, password = args.password, prefix = "or-auth" })
+  local r = {}
+  r.set = { c:set("k", "v") }
+  r.get = { c:get("k") }
+  r.clients = c:command("CLIENT", "LIST")
+  local bad = assert(hicache.new { host = env.host, port = port, password = "not-" .. args.password,
+                                   prefix = "or-auth" })
+  r.bad = { bad:get("k") }
+  local none = assert(hicache.new { host = env.host, port = port, prefix = "or-auth" })
+  r.none = { none:get("k") }
+  return r
+end
+
+-- Which worker answered, and its own counters.
+function t.worker_stats()
+  local c = cache("per-worker")
+  c:get("x")
+  local st = c:stats()
+  return { pid = ngx.worker.pid(), misses = st.misses }
+end
+
 function _M.dispatch()
   local name = ngx.var.uri:match("^/t/(.+)$")
   local f = t[name]
