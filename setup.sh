@@ -11,7 +11,7 @@ packages="make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev libhiredis-dev
   luarocks lua-busted redis-server redis-tools valgrind lua-redis lua-socket
   lua-check lua-sql-sqlite3 python3-prometheus-client lua-cjson
   libssl-dev openssl strace util-linux
-  nginx libnginx-mod-http-lua lua-resty-core luajit2 libluajit2-5.1-dev wrk"
+  nginx libnginx-mod-http-lua lua-resty-core luajit2 libluajit2-5.1-dev wrk curl"
 # OpenResty's LuaJIT (luajit2, libluajit2-5.1-dev) is the one Debian's
 # libnginx-mod-http-lua links; libluajit-5.1-dev would replace it and
 # remove the nginx lua module, so it is not listed. nginx is only started
