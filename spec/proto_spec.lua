@@ -191,6 +191,34 @@ describe("cache operations over a connection written in Lua", function()
     assert.same({ nil, "timeout" }, { transport.run(c, mute, "set", "a", 1) })
   end)
 
+  it("xio:fail ends the operation through its error path; xio:reset reuses an xio", function()
+    local step, PENDING = core.step, core.PENDING
+    assert.is_true(c:set("f", "v"))
+    c:stats_reset()
+    local x = core.xio()
+    assert.equal(PENDING, step(c, x, "get", "f"))
+    assert.is_true(x:retryable()) -- a GET only reads, no reply byte yet
+    assert.is_true(x:fail("timeout"))
+    assert.same({ nil, "timeout" }, { step(c, x, "get", "f") })
+    assert.equal(1, c:stats().errors)
+    -- the same xio, made new: a whole operation again
+    x:reset()
+    assert.equal(PENDING, step(c, x, "get", "f"))
+    local req = x:request()
+    conn:send(req)
+    local done
+    repeat done = x:feed(assert(conn:receive(0))) until done
+    assert.equal("v", step(c, x, "get", "f"))
+    assert.equal(1, c:stats().hits)
+    -- a write's round is not retryable
+    x:reset()
+    assert.equal(PENDING, step(c, x, "set", "f", "w"))
+    assert.is_false(x:retryable())
+    -- fail/feed need a pending round
+    x:reset()
+    assert.has_error(function() x:fail("x") end)
+  end)
+
   it("sends one request per round trip", function()
     assert.is_true(run("set", "r", 1))  -- loads the WRITE script: 2 rounds
     local before = conn.sends

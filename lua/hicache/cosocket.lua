@@ -120,8 +120,9 @@ local function norm(err)
 end
 _M.norm = norm
 
---- pool:acquire() -> sock | nil, err. A connected, set-up cosocket with the
--- command timeout. Fails at once (no I/O) in a phase without cosockets, and
+--- pool:acquire() -> sock, nil, reused | nil, err. A connected, set-up
+-- cosocket with the command timeout, and how often nginx's pool reused it
+-- (getreusedtimes(): 0 for a new connection). Fails at once (no I/O) in a phase without cosockets, and
 -- while connects back off after failures.
 function Pool:acquire()
   if self.closed then return nil, "closed" end
@@ -139,7 +140,8 @@ function Pool:acquire()
   else
     ok, err = sock:connect(self.host, self.connect_opts)
   end
-  if ok and sock:getreusedtimes() == 0 then
+  local reused = ok and sock:getreusedtimes()
+  if ok and reused == 0 then
     local s = self.s
     if s.tls then
       -- reused_session = false: no session object (with nil, lua-resty-core
@@ -170,7 +172,7 @@ function Pool:acquire()
     return nil, err
   end
   self.failures = 0
-  return sock
+  return sock, nil, reused
 end
 
 --- pool:release(sock): back into nginx's keepalive pool (a connection that

@@ -44,13 +44,16 @@ local round = cosocket.round
 -- whether the round may be sent again on a new connection.
 local function attempt(res, pool, x, sock)
   local err
+  local reused = false
   if not sock then
     if res then return nil, res.failed or "released", false end
-    sock, err = pool:acquire()
+    local times
+    sock, err, times = pool:acquire()
     if not sock then return nil, err, false end
+    -- only the first round on a kept-alive connection may find it closed
+    reused = times > 0
   end
   local pinned = res and res.sock
-  local reused = sock ~= pinned and (sock:getreusedtimes() or 0) > 0
   local ok
   ok, err = round(sock, x, pool)
   if ok then return sock end
@@ -103,12 +106,30 @@ local function stepn(ud, x, name, na, a1, a2, a3, a4, a5, a6)
   return nres(pcall(step, ud, x, name, a1, a2, a3, a4, a5, a6))
 end
 
--- Releases or closes the operation's connection, then its results.
-local function finish(self, name, pinned, sock, n, ok, a, b, c, d, e, f)
+-- A few xio objects kept for reuse (an operation holds one while it
+-- waits for Redis, so each light thread in flight has its own).
+local spare, nspare = {}, 0
+
+local function get_xio()
+  if nspare == 0 then return new_xio() end
+  local x = spare[nspare]
+  spare[nspare] = nil
+  nspare = nspare - 1
+  return x
+end
+
+-- Releases or closes the operation's connection, keeps its xio, then
+-- returns its results.
+local function finish(self, name, x, pinned, sock, n, ok, a, b, c, d, e, f)
   if sock and sock ~= pinned then
     if ok then self._pool:release(sock) else sock:close() end
   end
   if not ok then rethrow(a, name, 1) end
+  if nspare < 32 then
+    x:reset()
+    nspare = nspare + 1
+    spare[nspare] = x
+  end
   return ret(n - 1, a, b, c, d, e, f)
 end
 
@@ -116,7 +137,7 @@ end
 -- same, with varargs (interpreted).
 local function exec_varg(self, res, name, ...)
   local ud, pool = self._core, self._pool
-  local x = new_xio()
+  local x = get_xio()
   local pinned = res and res.sock
   local sock = pinned
   local n, ok, a, b, c, d, e, f = nres(pcall(step, ud, x, name, ...))
@@ -124,7 +145,7 @@ local function exec_varg(self, res, name, ...)
     sock = io_round(res, pool, x, sock)
     n, ok, a, b, c, d, e, f = nres(pcall(step, ud, x, name, ...))
   end
-  return finish(self, name, pinned, sock, n, ok, a, b, c, d, e, f)
+  return finish(self, name, x, pinned, sock, n, ok, a, b, c, d, e, f)
 end
 
 -- Runs C method `name` of the cache over cosockets: each round the core
@@ -136,7 +157,7 @@ local function exec(self, res, name, ...)
   if na > 6 then return exec_varg(self, res, name, ...) end
   local a1, a2, a3, a4, a5, a6 = ...
   local ud, pool = self._core, self._pool
-  local x = new_xio()
+  local x = get_xio()
   local pinned = res and res.sock
   local sock = pinned
   local n, ok, a, b, c, d, e, f = stepn(ud, x, name, na, a1, a2, a3, a4, a5, a6)
@@ -144,7 +165,7 @@ local function exec(self, res, name, ...)
     sock = io_round(res, pool, x, sock)
     n, ok, a, b, c, d, e, f = stepn(ud, x, name, na, a1, a2, a3, a4, a5, a6)
   end
-  return finish(self, name, pinned, sock, n, ok, a, b, c, d, e, f)
+  return finish(self, name, x, pinned, sock, n, ok, a, b, c, d, e, f)
 end
 _M.exec = exec
 

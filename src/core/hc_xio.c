@@ -18,6 +18,8 @@ typedef struct round {
     int answered, used;   /* used: consumed in the current run         */
     char *fail;           /* answered by the transport's error, not bytes */
     int idempotent;       /* every command only reads (hc_cmd_idempotent) */
+    redisReply **kept;    /* the replies as feed parsed them, for the first
+                             replay (later ones parse resp afresh)        */
 } round;
 
 struct hc_xio {
@@ -31,6 +33,16 @@ struct hc_xio {
     double t0;
 };
 
+static void free_kept(round *rd)
+{
+    int i;
+    if (rd->kept == NULL) return;
+    for (i = 0; i < rd->n; i++)
+        if (rd->kept[i]) freeReplyObject(rd->kept[i]);
+    free(rd->kept);
+    rd->kept = NULL;
+}
+
 hc_xio *hc_xio_new(void)
 {
     hc_xio *x = calloc(1, sizeof *x);
@@ -40,18 +52,39 @@ hc_xio *hc_xio_new(void)
     return x;
 }
 
-void hc_xio_free(hc_xio *x)
+/* Frees what the rounds own; the xio then has none. */
+static void clear_rounds(hc_xio *x)
 {
     int i;
-    if (x == NULL) return;
     for (i = 0; i < x->nrounds; i++) {
         hc_proto_free(x->r[i].req);
         free(x->r[i].resp);
         free(x->r[i].fail);
+        free_kept(&x->r[i]);
     }
+    x->nrounds = 0;
+}
+
+void hc_xio_free(hc_xio *x)
+{
+    if (x == NULL) return;
+    clear_rounds(x);
     if (x->reader) redisReaderFree(x->reader);
     free(x->tokens);
     free(x);
+}
+
+void hc_xio_reset(hc_xio *x)
+{
+    clear_rounds(x);
+    if (x->reader && x->pending >= 0) { /* a round left unfinished: bytes in it */
+        redisReaderFree(x->reader);
+        x->reader = NULL;
+    }
+    x->pending = -1;
+    x->got = 0;
+    x->ntokens = x->token_pos = 0;
+    x->t0 = hc_now();
 }
 
 void hc_xio_begin_run(hc_xio *x)
@@ -72,10 +105,17 @@ double hc_xio_t0(const hc_xio *x)
 }
 
 /* Parses an answered round's bytes into n replies. */
-static int replay(const round *rd, redisReply **replies, char *err, size_t errlen)
+static int replay(round *rd, redisReply **replies, char *err, size_t errlen)
 {
-    redisReader *rr = hc_proto_reader();
+    redisReader *rr;
     int i, got = 0;
+    if (rd->kept) { /* the first replay: the replies feed already parsed */
+        memcpy(replies, rd->kept, (size_t)rd->n * sizeof *replies);
+        free(rd->kept);
+        rd->kept = NULL;
+        return 0;
+    }
+    rr = hc_proto_reader();
     if (rr == NULL || hc_proto_feed(rr, rd->resp, rd->resplen) != 0) goto fail;
     for (; got < rd->n; got++)
         if (hc_proto_next(rr, &replies[got]) != 1) goto fail;
@@ -174,18 +214,17 @@ int hc_xio_feed(hc_xio *x, const char *buf, size_t n)
     memcpy(rd->resp + rd->resplen, buf, n);
     rd->resplen += n;
     if (hc_proto_feed(x->reader, buf, n) != 0) return -1;
+    if (rd->kept == NULL && (rd->kept = calloc((size_t)rd->n, sizeof *rd->kept)) == NULL) return -1;
     for (;;) {
         int rc = hc_proto_next(x->reader, &r);
         if (rc < 0) return -1;
         if (rc == 0) return 0;
-        freeReplyObject(r);
+        rd->kept[x->got] = r;
         if (++x->got == rd->n) break;
     }
     if (hc_proto_pending(x->reader)) return -1; /* bytes past the last reply */
     rd->answered = 1;
-    x->pending = -1;
-    redisReaderFree(x->reader);
-    x->reader = NULL;
+    x->pending = -1; /* the reader is empty again: the next round reuses it */
     return 1;
 }
 
@@ -195,6 +234,7 @@ int hc_xio_fail(hc_xio *x, const char *err)
     if (x->pending < 0) return -1;
     rd = &x->r[x->pending];
     if ((rd->fail = strdup(err && err[0] ? err : "connection closed")) == NULL) return -1;
+    free_kept(rd);
     rd->answered = 1;
     x->pending = -1;
     redisReaderFree(x->reader);

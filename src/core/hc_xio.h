@@ -35,6 +35,9 @@ typedef struct hc_xio hc_xio;
 hc_xio *hc_xio_new(void);
 void hc_xio_free(hc_xio *x);
 
+/* Makes x as new (hc_xio_new) for another operation, keeping its memory. */
+void hc_xio_reset(hc_xio *x);
+
 /* Starts a run: rounds are looked up from the first again, tokens
  * replayed from the first. */
 void hc_xio_begin_run(hc_xio *x);

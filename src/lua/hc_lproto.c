@@ -16,7 +16,9 @@
  *                                with the transport's error (the operation
  *                                then fails as on the blocking path);
  *                                x:retryable() -> true when the pending
- *                                round only reads and got no reply byte
+ *                                round only reads and got no reply byte;
+ *                                x:reset() makes it new for another
+ *                                operation (a transport may keep a few)
  *   core.step(cache, x, method, ...) -> core.PENDING, or what
  *                                cache:method(...) returns: runs one C
  *                                method of the cache with x as its
@@ -193,6 +195,13 @@ static int xio_feed(lua_State *L)
     return 1;
 }
 
+static int xio_reset(lua_State *L)
+{
+    lxio *lx = check_xio(L, 1);
+    hc_xio_reset(lx->x);
+    return 0;
+}
+
 static int xio_retryable(lua_State *L)
 {
     lxio *lx = check_xio(L, 1);
@@ -256,6 +265,7 @@ static const luaL_Reg xio_methods[] = {
     {"feed", xio_feed},
     {"fail", xio_fail},
     {"retryable", xio_retryable},
+    {"reset", xio_reset},
     {NULL, NULL},
 };
 
