@@ -214,6 +214,18 @@ describe("cache operations over a connection written in Lua", function()
     x:reset()
     assert.equal(PENDING, step(c, x, "set", "f", "w"))
     assert.is_false(x:retryable())
+    -- the state a round leaves its connection in (hc_cmd_track)
+    x:reset()
+    assert.equal(0, x:state())
+    assert.equal(PENDING, step(c, x, "command", "MULTI"))
+    assert.equal(1, x:state()) -- MULTI
+    x:reset()
+    assert.equal(1, x:state(1)) -- starts inside MULTI
+    assert.equal(PENDING, step(c, x, "command", "EXEC"))
+    assert.equal(0, x:state()) -- EXEC ends it
+    x:reset()
+    assert.equal(PENDING, step(c, x, "command", "SELECT", "1"))
+    assert.equal(4, x:state()) -- DIRTY: close, never pool
     -- fail/feed need a pending round
     x:reset()
     assert.has_error(function() x:fail("x") end)

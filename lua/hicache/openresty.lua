@@ -23,7 +23,6 @@ local timer_at, ngx_sleep = ngx.timer.at, ngx.sleep
 local step, new_xio, PENDING = core.step, core.xio, core.PENDING
 local rethrow, raise = argerror.rethrow, argerror.raise
 local pcall, type, setmetatable, tostring, rawset, select = pcall, type, setmetatable, tostring, rawset, select
-local upper = string.upper
 local getinfo = debug.getinfo
 
 local _M = {}
@@ -118,11 +117,14 @@ local function get_xio()
   return x
 end
 
--- Releases or closes the operation's connection, keeps its xio, then
--- returns its results.
-local function finish(self, name, x, pinned, sock, n, ok, a, b, c, d, e, f)
-  if sock and sock ~= pinned then
-    if ok then self._pool:release(sock) else sock:close() end
+-- Releases or closes the operation's connection (closes it when the
+-- operation raised, or left it with state: MULTI, WATCH, SELECT,
+-- SUBSCRIBE... as the C pool does), keeps its xio, then returns its results.
+local function finish(self, res, name, x, pinned, sock, n, ok, a, b, c, d, e, f)
+  if res then
+    res.state = x:state()
+  elseif sock and sock ~= pinned then
+    if ok and x:state() == 0 then self._pool:release(sock) else sock:close() end
   end
   if not ok then rethrow(a, name, 1) end
   if nspare < 32 then
@@ -138,6 +140,7 @@ end
 local function exec_varg(self, res, name, ...)
   local ud, pool = self._core, self._pool
   local x = get_xio()
+  if res then x:state(res.state) end
   local pinned = res and res.sock
   local sock = pinned
   local n, ok, a, b, c, d, e, f = nres(pcall(step, ud, x, name, ...))
@@ -145,7 +148,7 @@ local function exec_varg(self, res, name, ...)
     sock = io_round(res, pool, x, sock)
     n, ok, a, b, c, d, e, f = nres(pcall(step, ud, x, name, ...))
   end
-  return finish(self, name, x, pinned, sock, n, ok, a, b, c, d, e, f)
+  return finish(self, res, name, x, pinned, sock, n, ok, a, b, c, d, e, f)
 end
 
 -- Runs C method `name` of the cache over cosockets: each round the core
@@ -158,6 +161,7 @@ local function exec(self, res, name, ...)
   local a1, a2, a3, a4, a5, a6 = ...
   local ud, pool = self._core, self._pool
   local x = get_xio()
+  if res then x:state(res.state) end
   local pinned = res and res.sock
   local sock = pinned
   local n, ok, a, b, c, d, e, f = stepn(ud, x, name, na, a1, a2, a3, a4, a5, a6)
@@ -165,7 +169,7 @@ local function exec(self, res, name, ...)
     sock = io_round(res, pool, x, sock)
     n, ok, a, b, c, d, e, f = stepn(ud, x, name, na, a1, a2, a3, a4, a5, a6)
   end
-  return finish(self, name, x, pinned, sock, n, ok, a, b, c, d, e, f)
+  return finish(self, res, name, x, pinned, sock, n, ok, a, b, c, d, e, f)
 end
 _M.exec = exec
 
@@ -216,14 +220,6 @@ end
 local Reserved = {}
 Reserved.__index = Reserved
 
--- Commands after which a connection is not given back to the pool (it
--- carries state a later user would inherit).
-local STATEFUL = {
-  MULTI = true, WATCH = true, SUBSCRIBE = true, PSUBSCRIBE = true, SSUBSCRIBE = true,
-  SELECT = true, CLIENT = true, MONITOR = true, AUTH = true, HELLO = true, RESET = true,
-  READONLY = true, READWRITE = true,
-}
-
 local function check_reserved(self, fname)
   if getmetatable(self) ~= Reserved then
     raise(("bad argument #1 to '%s' (hicache.conn expected, got %s)"):format(fname, type(self)))
@@ -235,8 +231,6 @@ end
 function Reserved:command(...)
   check_reserved(self, "command")
   if not self.sock then return nil, self.failed or "released" end
-  local name = select(1, ...)
-  if type(name) == "string" and STATEFUL[upper(name)] then self.dirty = true end
   return exec(self.cache, self, "command", ...)
 end
 
@@ -244,12 +238,6 @@ end
 function Reserved:pipeline(cmds)
   check_reserved(self, "pipeline")
   if not self.sock then return nil, self.failed or "released" end
-  if type(cmds) == "table" then
-    for i = 1, #cmds do
-      local c = cmds[i]
-      if type(c) == "table" and type(c[1]) == "string" and STATEFUL[upper(c[1])] then self.dirty = true end
-    end
-  end
   return exec(self.cache, self, "pipeline", cmds)
 end
 
@@ -266,14 +254,15 @@ function Reserved:set_timeout(t)
 end
 
 --- conn:release() -> true; idempotent. A connection left with state
--- (MULTI, WATCH, SUBSCRIBE, SELECT, ...) is closed instead of kept.
+-- (MULTI, WATCH, SUBSCRIBE, SELECT, ...: the core's hc_cmd_track) is
+-- closed instead of kept.
 function Reserved:release()
   check_reserved(self, "release")
   local sock = self.sock
   if not sock then return true end
   self.sock, self.failed = nil, nil
   local pool = self.cache._pool
-  if self.dirty then
+  if self.state ~= 0 then
     sock:close()
   else
     if self.timeout_set then sock:settimeouts(pool.connect_ms, pool.timeout_ms, pool.timeout_ms) end
@@ -295,7 +284,7 @@ local special = {}
 function special:reserve()
   local sock, err = self._pool:acquire()
   if not sock then return nil, err end
-  return setmetatable({ cache = self, sock = sock, dirty = false }, Reserved)
+  return setmetatable({ cache = self, sock = sock, state = 0 }, Reserved)
 end
 
 --- cache:pool_stats() -> this worker's connection counters | nil, "closed"

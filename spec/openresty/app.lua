@@ -400,6 +400,30 @@ function t.worker_stats()
   return { pid = ngx.worker.pid(), misses = st.misses }
 end
 
+-- cache:command / pipeline of a command that leaves connection state
+-- (SELECT, MULTI, WATCH): that connection is not pooled, the next
+-- operation is not affected.
+function t.state()
+  local c = cache("state")
+  assert(c:set("k", "v"))
+  local r = {}
+  r.select = c:command("SELECT", "5")
+  r.after_select = { c:get("k") }
+  r.multi = c:command("MULTI")
+  r.after_multi = { c:get("k") }
+  r.watch = c:pipeline({ { "WATCH", "x" }, { "PING" } })
+  r.after_watch = { c:get("k") }
+  local conn = assert(c:reserve())
+  r.reserved = { conn:command("SELECT", "6"), conn:command("SET", "in-db-6", "1") }
+  conn:release()
+  r.after_reserved = { c:get("k") }
+  r.clean = c:command("EXISTS", "in-db-6")
+  local conn2 = assert(c:reserve())
+  r.clean_reserved = conn2:command("PING")
+  conn2:release()
+  return r
+end
+
 function _M.dispatch()
   local name = ngx.var.uri:match("^/t/(.+)$")
   local f = t[name]

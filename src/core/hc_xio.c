@@ -28,6 +28,8 @@ struct hc_xio {
     int pending;          /* index of the round waiting for bytes, or -1 */
     redisReader *reader;  /* counts the replies of the pending round   */
     int got;
+    unsigned state;       /* connection state after the rounds sent so far
+                             (hc_cmd_track), from the state set before  */
     char *tokens;         /* hex tokens drawn so far, HC_TOKEN_LEN+1 each */
     int ntokens, captokens, token_pos;
     double t0;
@@ -83,6 +85,7 @@ void hc_xio_reset(hc_xio *x)
     }
     x->pending = -1;
     x->got = 0;
+    x->state = 0;
     x->ntokens = x->token_pos = 0;
     x->t0 = hc_now();
 }
@@ -168,8 +171,10 @@ int hc_xio_exec(hc_xio *x, int n, const hc_cmd *cmds, double timeout, redisReply
     rd->n = n;
     rd->timeout = timeout;
     rd->idempotent = 1;
-    for (i = 0; i < n; i++)
+    for (i = 0; i < n; i++) {
         if (!hc_cmd_idempotent(&cmds[i])) rd->idempotent = 0;
+        x->state = hc_cmd_track(x->state, &cmds[i]);
+    }
     if (x->reader == NULL && (x->reader = hc_proto_reader()) == NULL) {
         hc_proto_free(req);
         snprintf(err, errlen, "out of memory");
@@ -226,6 +231,16 @@ int hc_xio_feed(hc_xio *x, const char *buf, size_t n)
     rd->answered = 1;
     x->pending = -1; /* the reader is empty again: the next round reuses it */
     return 1;
+}
+
+unsigned hc_xio_state(const hc_xio *x)
+{
+    return x->state;
+}
+
+void hc_xio_set_state(hc_xio *x, unsigned state)
+{
+    x->state = state;
 }
 
 int hc_xio_fail(hc_xio *x, const char *err)

@@ -73,6 +73,13 @@ int hc_xio_feed(hc_xio *x, const char *buf, size_t n);
  * as on the blocking path. 0, or -1 when no round waits / out of memory. */
 int hc_xio_fail(hc_xio *x, const char *err);
 
+/* The state a connection is left in by the rounds sent so far
+ * (hc_cmd_track: MULTI, WATCH, or DIRTY for SELECT, SUBSCRIBE, ...),
+ * starting from the state set with hc_xio_set_state (0 after new/reset).
+ * A transport that pools connections must not pool one left with state. */
+unsigned hc_xio_state(const hc_xio *x);
+void hc_xio_set_state(hc_xio *x, unsigned state);
+
 /* n random tokens as hex (hc_tokens_new's format), the same on every run. */
 int hc_xio_tokens(hc_xio *x, char *hex, int n);
 

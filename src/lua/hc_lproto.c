@@ -18,7 +18,9 @@
  *                                x:retryable() -> true when the pending
  *                                round only reads and got no reply byte;
  *                                x:reset() makes it new for another
- *                                operation (a transport may keep a few)
+ *                                operation (a transport may keep a few);
+ *                                x:state([s]) -> the state (MULTI, WATCH,
+ *                                SELECT...) the rounds leave a connection in
  *   core.step(cache, x, method, ...) -> core.PENDING, or what
  *                                cache:method(...) returns: runs one C
  *                                method of the cache with x as its
@@ -195,6 +197,16 @@ static int xio_feed(lua_State *L)
     return 1;
 }
 
+/* x:state([state]) -> the connection state the rounds sent so far leave
+ * (0: none; bits of hc_cmd.h); state: where the connection starts from */
+static int xio_state(lua_State *L)
+{
+    lxio *lx = check_xio(L, 1);
+    if (!lua_isnoneornil(L, 2)) hc_xio_set_state(lx->x, (unsigned)luaL_checkinteger(L, 2));
+    lua_pushinteger(L, (lua_Integer)hc_xio_state(lx->x));
+    return 1;
+}
+
 static int xio_reset(lua_State *L)
 {
     lxio *lx = check_xio(L, 1);
@@ -266,6 +278,7 @@ static const luaL_Reg xio_methods[] = {
     {"fail", xio_fail},
     {"retryable", xio_retryable},
     {"reset", xio_reset},
+    {"state", xio_state},
     {NULL, NULL},
 };
 
