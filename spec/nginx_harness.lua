@@ -76,11 +76,15 @@ http {
   init_worker_by_lua_block { require("app").init_worker() }
   server {
     listen 127.0.0.1:%d;
+    server_rewrite_by_lua_block {
+      if ngx.var.uri == "/server_rewrite_phase" then require("app").server_rewrite_phase() end
+    }
     location /t/ { content_by_lua_block { require("app").dispatch() } }
     location = /log_phase {
       content_by_lua_block { ngx.say("ok") }
       log_by_lua_block { require("app").log_phase() }
     }
+    location = /server_rewrite_phase { content_by_lua_block { ngx.say("ok") } }
     location = /header_filter_phase {
       content_by_lua_block { ngx.say("ok") }
       header_filter_by_lua_block { require("app").header_filter_phase() }

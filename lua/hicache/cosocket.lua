@@ -20,7 +20,7 @@ local _M = {}
 
 -- The phases whose handlers may use cosockets (ngx_lua's documentation).
 local COSOCKET_PHASES = {
-  rewrite = true, access = true, content = true, timer = true,
+  rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
   ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true,
 }
 _M.COSOCKET_PHASES = COSOCKET_PHASES

@@ -58,7 +58,8 @@ local function attempt(res, pool, x, sock)
   if ok then return sock end
   sock:close()
   if sock == pinned then res.sock, res.failed = nil, err end
-  return nil, err, reused and x:retryable()
+  -- as the C pool: only a connection found closed (not a timeout)
+  return nil, err, reused and err == "connection closed" and x:retryable()
 end
 
 -- Sends the pending round of xio x and feeds it its reply. A round that
@@ -319,6 +320,15 @@ function special._sleep(_, s)
   return ngx_sleep(s)
 end
 
+-- self of a method: a cosocket cache, else the argument error the C
+-- method would raise (cache.get("k") instead of cache:get("k")).
+local function check(self, name)
+  if type(self) ~= "table" or rawget(self, "_core") == nil then
+    raise(("bad argument #1 to '%s' (hicache.client expected, got %s)"):format(name, type(self)))
+  end
+  return self
+end
+
 local function is_c(f)
   return type(f) == "function" and getinfo(f, "S").what == "C"
 end
@@ -330,11 +340,13 @@ local methods = setmetatable({}, {
     local f = special[name] or Client[name]
     if f == nil then return nil end
     local m = f
-    if special[name] == nil and is_c(f) then
+    if special[name] then
+      m = function(self, ...) return f(check(self, name), ...) end
+    elseif is_c(f) then
       if PURE[name] then
-        m = function(self, ...) return f(self._core, ...) end
+        m = function(self, ...) return f(check(self, name)._core, ...) end
       else
-        m = function(self, ...) return exec(self, nil, name, ...) end
+        m = function(self, ...) return exec(check(self, name), nil, name, ...) end
       end
     end
     rawset(t, name, m)

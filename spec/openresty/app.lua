@@ -55,6 +55,11 @@ function _M.header_filter_phase()
   ngx.shared.hc_results:set("header_filter", cjson.encode({ v = v, err = err }))
 end
 
+function _M.server_rewrite_phase()
+  local ok, err = init_cache:set("from-server-rewrite", "ok")
+  ngx.shared.hc_results:set("server_rewrite", cjson.encode({ ok = ok, err = err }))
+end
+
 function _M.set_phase()
   local v, err = init_cache:get("x")
   return cjson.encode({ v = v, err = err })
@@ -69,6 +74,7 @@ function t.phases()
     init = init_result, init_worker = worker_result,
     log = cjson.decode(ngx.shared.hc_results:get("log") or "null"),
     header_filter = cjson.decode(ngx.shared.hc_results:get("header_filter") or "null"),
+    server_rewrite = cjson.decode(ngx.shared.hc_results:get("server_rewrite") or "null"),
     content_set = ok, content_get = from_init or init_cache:get("from-init"),
   }
 end
@@ -130,7 +136,11 @@ function t.argerror()
   end)
   local ok2, err2 = pcall(function() c:get_or_set("k", "not a function") end)
   local ok3, err3 = pcall(function() c:lock("") end)
-  return { ok = ok, err = err, ok2 = ok2, err2 = err2, ok3 = ok3, err3 = err3 }
+  -- a method called with . instead of :
+  local ok4, err4 = pcall(function() c.get("k") end)
+  local ok5, err5 = pcall(function() c.pool_stats() end)
+  return { ok = ok, err = err, ok2 = ok2, err2 = err2, ok3 = ok3, err3 = err3, ok4 = ok4, err4 = err4,
+           ok5 = ok5, err5 = err5 }
 end
 
 function t.get_or_set()
@@ -422,6 +432,29 @@ function t.state()
   r.clean_reserved = conn2:command("PING")
   conn2:release()
   return r
+end
+
+-- The latency of an operation starts with it, also on a reused xio.
+function t.latency()
+  local last
+  local c = assert(hicache.new(opts { prefix = "or-latency", on_event = function(ev) last = ev end }))
+  c:set("k", 1)
+  ngx.sleep(0.3)
+  c:get("k")
+  return { op = last.op, ms = last.ms }
+end
+
+-- A timeout is not retried on another connection (only a connection
+-- found closed is): CLIENT PAUSE makes the read time out.
+function t.timeout_once()
+  local c = assert(hicache.new(opts { prefix = "or-timeout", timeout = 0.2 }))
+  assert(c:get("warm") == nil)
+  local admin = cache("admin")
+  assert(admin:command("CLIENT", "PAUSE", "600", "ALL"))
+  local v, err = c:get("k")
+  local st = c:pool_stats()
+  ngx.sleep(0.6) -- the pause ends
+  return { v = v, err = err, created = st.created }
 end
 
 function _M.dispatch()

@@ -87,12 +87,13 @@ void hc_xio_reset(hc_xio *x)
     x->got = 0;
     x->state = 0;
     x->ntokens = x->token_pos = 0;
-    x->t0 = hc_now();
+    x->t0 = 0; /* the next operation's start: its first run (begin_run) */
 }
 
 void hc_xio_begin_run(hc_xio *x)
 {
     int i;
+    if (x->t0 == 0) x->t0 = hc_now();
     for (i = 0; i < x->nrounds; i++) x->r[i].used = 0;
     x->token_pos = 0;
 }

@@ -83,7 +83,7 @@ void hc_xio_set_state(hc_xio *x, unsigned state);
 /* n random tokens as hex (hc_tokens_new's format), the same on every run. */
 int hc_xio_tokens(hc_xio *x, char *hex, int n);
 
-/* hc_now() when the operation started (its first run). */
+/* hc_now() when the operation started (its first run; also after a reset). */
 double hc_xio_t0(const hc_xio *x);
 
 #endif
