@@ -191,6 +191,17 @@ describe("OpenResty (cosocket transport)", function()
     assert.is_true(r.text_has_hits)
   end)
 
+  it("on_event may yield and call the cache, as in plain Lua", function()
+    local r = srv:call("hook_io")
+    assert.is_nil(r.v)
+    assert.equal("computed", r.g)
+    assert.same({
+      { op = "delete", status = "delete", other = "o" },
+      { op = "get", status = "miss", other = "o" },
+      { op = "get_or_set", status = "miss", other = "o" },
+    }, r.seen)
+  end)
+
   it("hicache.testing works in a handler", function()
     local r = srv:call("testing")
     assert.same({ "get_or_set miss user:1", "get hit user:1" }, r.lines)

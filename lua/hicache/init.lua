@@ -33,9 +33,9 @@ local settings_of = setmetatable({}, { __mode = "k" })
 function _M.new(opts)
   local settings, err = config.settings(opts)
   if not settings then raise(err) end
-  local cache, cerr = core.new(settings)
+  local make = settings.transport == "cosocket" and require("hicache.openresty").new or core.new
+  local cache, cerr = make(settings)
   if not cache then return nil, cerr end
-  if settings.transport == "cosocket" then cache = require("hicache.openresty").wrap(cache, settings) end
   settings_of[cache] = settings
   return cache
 end
@@ -128,9 +128,9 @@ function Cache:with_version(v)
   local s = {}
   for k, x in pairs(settings_of[self]) do s[k] = x end
   s.version = v
-  local c, cerr = core.new(s)
+  local make = s.transport == "cosocket" and require("hicache.openresty").new or core.new
+  local c, cerr = make(s)
   if not c then return nil, cerr end
-  if s.transport == "cosocket" then c = require("hicache.openresty").wrap(c, s) end
   settings_of[c] = s
   return c
 end

@@ -22,7 +22,8 @@ local ngx = ngx -- luacheck: ignore 113
 local timer_at, ngx_sleep = ngx.timer.at, ngx.sleep
 local step, new_xio, PENDING = core.step, core.xio, core.PENDING
 local rethrow, raise = argerror.rethrow, argerror.raise
-local pcall, type, setmetatable, tostring, rawset, select = pcall, type, setmetatable, tostring, rawset, select
+local pcall, type, setmetatable, tostring, rawset = pcall, type, setmetatable, tostring, rawset
+local select, pairs = select, pairs
 local getinfo = debug.getinfo
 
 local _M = {}
@@ -118,6 +119,17 @@ local function get_xio()
   return x
 end
 
+-- on_event (and logger, which config makes part of it) of a cosocket
+-- cache: the C core calls it inside core.step, where it could neither
+-- yield nor call a cache; there it only queues the event, and the queue
+-- is handed to the user's function here, after the step returned.
+local function deliver(self)
+  local q = self._events
+  self._events = {}
+  local hook = self._hook
+  for i = 1, #q do hook(q[i]) end
+end
+
 -- Releases or closes the operation's connection (closes it when the
 -- operation raised, or left it with state: MULTI, WATCH, SELECT,
 -- SUBSCRIBE... as the C pool does), keeps its xio, then returns its results.
@@ -133,6 +145,7 @@ local function finish(self, res, name, x, pinned, sock, n, ok, a, b, c, d, e, f)
     nspare = nspare + 1
     spare[nspare] = x
   end
+  if self._events[1] ~= nil then deliver(self) end
   return ret(n - 1, a, b, c, d, e, f)
 end
 
@@ -343,7 +356,12 @@ local methods = setmetatable({}, {
     if special[name] then
       m = function(self, ...) return f(check(self, name), ...) end
     elseif is_c(f) then
-      if PURE[name] then
+      if name == "_record" then -- an operation done in Lua: its event
+        m = function(self, ...)
+          f(check(self, name)._core, ...)
+          if self._events[1] ~= nil then deliver(self) end
+        end
+      elseif PURE[name] then
         m = function(self, ...) return f(check(self, name)._core, ...) end
       else
         m = function(self, ...) return exec(check(self, name), nil, name, ...) end
@@ -360,9 +378,22 @@ local Cache = {
   __metatable = "locked",
 }
 
---- openresty.wrap(ud, settings) -> the cosocket cache around C cache ud
-function _M.wrap(ud, settings)
-  return setmetatable({ _core = ud, _pool = cosocket.pool(settings) }, Cache)
+--- openresty.new(settings) -> a cosocket cache | nil, err (core.new's)
+function _M.new(settings)
+  local self = { _pool = cosocket.pool(settings), _hook = settings.on_event, _events = {} }
+  local s = settings
+  if s.on_event then
+    s = {}
+    for k, v in pairs(settings) do s[k] = v end
+    s.on_event = function(ev)
+      local q = self._events
+      q[#q + 1] = ev
+    end
+  end
+  local ud, err = core.new(s)
+  if not ud then return nil, err end
+  self._core = ud
+  return setmetatable(self, Cache)
 end
 
 --- openresty.unwrap(cache) -> the C cache (for hicache.transport)

@@ -457,6 +457,24 @@ function t.timeout_once()
   return { v = v, err = err, created = st.created }
 end
 
+-- on_event may yield and call a cache, as on the blocking path (the
+-- C core only queues the event; it is delivered after the step).
+function t.hook_io()
+  local seen = {}
+  local c
+  c = assert(hicache.new(opts { prefix = "or-hook", on_event = function(ev)
+    if ev.key == "k" then
+      ngx.sleep(0.001) -- yields
+      seen[#seen + 1] = { op = ev.op, status = ev.status, other = c:get("other") }
+    end
+  end }))
+  c:set("other", "o")
+  c:delete("k")
+  local v = c:get("k")
+  local g = c:get_or_set("k", function() return "computed" end)
+  return { v = v, g = g, seen = seen }
+end
+
 function _M.dispatch()
   local name = ngx.var.uri:match("^/t/(.+)$")
   local f = t[name]
