@@ -342,6 +342,9 @@ end
 function t.down()
   local c = assert(hicache.new { host = "127.0.0.1", port = env.dead_port, prefix = "or-down" })
   local r = {}
+  -- a host name without nginx's resolver directive: an error, not a raise
+  local named = assert(hicache.new { host = "localhost", port = env.port, prefix = "or-down" })
+  r.no_resolver = { named:get("k") }
   r.get = { c:get("k") }
   r.set = { c:set("k", 1) }
   r.get_or_set = { c:get_or_set("k", function() return "computed" end) }
