@@ -184,10 +184,10 @@ local function in_openresty()
   return type(ngx) == "table" and type(ngx.socket) == "table" and type(ngx.get_phase) == "function"
 end
 
---- The transport option: "auto" (the default: cosockets inside OpenResty,
+-- The transport option: "auto" (the default: cosockets inside OpenResty,
 -- else hicache's own blocking socket), "blocking" or "cosocket". Sets
 -- s.transport; returns an error message.
-function _M.transport(s, t)
+local function transport_settings(s, t)
   if t == nil then t = "auto" end
   if t ~= "auto" and t ~= "blocking" and t ~= "cosocket" then
     return bad("transport", 'must be "auto", "blocking" or "cosocket"')
@@ -252,7 +252,7 @@ function _M.settings(opts)
   if s.username and not s.password then return nil, bad("username", "needs a password") end
   e = tls_settings(s, opts.tls, url_tls); if e then return nil, e end
 
-  e = _M.transport(s, opts.transport); if e then return nil, e end
+  e = transport_settings(s, opts.transport); if e then return nil, e end
 
   local d = _M.defaults
   s.connect_timeout = opts.connect_timeout or d.connect_timeout

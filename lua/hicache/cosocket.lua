@@ -23,7 +23,6 @@ local COSOCKET_PHASES = {
   rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
   ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true,
 }
-_M.COSOCKET_PHASES = COSOCKET_PHASES
 
 local Pool = {}
 Pool.__index = Pool
@@ -118,12 +117,11 @@ local function norm(err)
   end
   return err or "connection closed"
 end
-_M.norm = norm
 
 --- pool:acquire() -> sock, nil, reused | nil, err. A connected, set-up
 -- cosocket with the command timeout, and how often nginx's pool reused it
--- (getreusedtimes(): 0 for a new connection). Fails at once (no I/O) in a phase without cosockets, and
--- while connects back off after failures.
+-- (getreusedtimes(): 0 for a new connection). Fails at once (no I/O) in
+-- a phase without cosockets, and while connects back off after failures.
 function Pool:acquire()
   if self.closed then return nil, "closed" end
   local phase = get_phase()
@@ -190,9 +188,10 @@ end
 
 local READ = 65536
 
---- cosocket.round(sock, x, timeout_ms) -> true | nil, err: sends the
--- pending round of xio x and feeds its replies back. A round that waits
--- longer than the command timeout (a BLPOP) gets its own read timeout.
+--- cosocket.round(sock, x, pool) -> true | nil, err: sends the pending
+-- round of xio x and feeds its replies back. A round that waits longer
+-- than the command timeout (a BLPOP) gets its own read timeout, then the
+-- pool's again.
 function _M.round(sock, x, pool)
   local req, _, wait = x:request()
   local ok, err = sock:send(req)

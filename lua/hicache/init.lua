@@ -27,17 +27,23 @@ local _M = {
 -- The validated settings of each cache, for with_version().
 local settings_of = setmetatable({}, { __mode = "k" })
 
+-- A cache for validated settings: the C cache, or inside OpenResty the
+-- cosocket cache around it; registered for with_version().
+local function open(settings)
+  local make = settings.transport == "cosocket" and require("hicache.openresty").new or core.new
+  local cache, err = make(settings)
+  if not cache then return nil, err end
+  settings_of[cache] = settings
+  return cache
+end
+
 --- hicache.new(opts) -> cache | nil, err
 -- Argument errors raise at the caller's line; a TLS file that cannot be
 -- used returns nil, "tls: ...". No connection is opened until first use.
 function _M.new(opts)
   local settings, err = config.settings(opts)
   if not settings then raise(err) end
-  local make = settings.transport == "cosocket" and require("hicache.openresty").new or core.new
-  local cache, cerr = make(settings)
-  if not cache then return nil, cerr end
-  settings_of[cache] = settings
-  return cache
+  return open(settings)
 end
 
 --- hicache.parse_url(url) -> fields | nil, err
@@ -128,11 +134,7 @@ function Cache:with_version(v)
   local s = {}
   for k, x in pairs(settings_of[self]) do s[k] = x end
   s.version = v
-  local make = s.transport == "cosocket" and require("hicache.openresty").new or core.new
-  local c, cerr = make(s)
-  if not c then return nil, cerr end
-  settings_of[c] = s
-  return c
+  return open(s)
 end
 
 local SCAN_COUNT, BATCH = 1000, 500

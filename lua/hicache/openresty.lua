@@ -133,11 +133,14 @@ end
 -- Releases or closes the operation's connection (closes it when the
 -- operation raised, or left it with state: MULTI, WATCH, SELECT,
 -- SUBSCRIBE... as the C pool does), keeps its xio, then returns its results.
+-- Only command and pipeline send what the caller wrote: the cache's own
+-- operations never leave state, so a get asks the core nothing more.
 local function finish(self, res, name, x, pinned, sock, n, ok, a, b, c, d, e, f)
+  local raw = name == "command" or name == "pipeline"
   if res then
-    res.state = x:state()
+    if raw then res.state = x:state() end
   elseif sock and sock ~= pinned then
-    if ok and x:state() == 0 then self._pool:release(sock) else sock:close() end
+    if ok and not (raw and x:state() ~= 0) then self._pool:release(sock) else sock:close() end
   end
   if not ok then rethrow(a, name, 1) end
   if nspare < 32 then
@@ -185,7 +188,6 @@ local function exec(self, res, name, ...)
   end
   return finish(self, res, name, x, pinned, sock, n, ok, a, b, c, d, e, f)
 end
-_M.exec = exec
 
 -- ---- the keeper: a lease or a lock kept alive by an ngx.timer ----------------
 
@@ -394,12 +396,6 @@ function _M.new(settings)
   if not ud then return nil, err end
   self._core = ud
   return setmetatable(self, Cache)
-end
-
---- openresty.unwrap(cache) -> the C cache (for hicache.transport)
-function _M.unwrap(cache)
-  if type(cache) == "table" and rawget(cache, "_core") then return cache._core end
-  return cache
 end
 
 return _M

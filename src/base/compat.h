@@ -5,7 +5,10 @@
 #ifndef HC_COMPAT_H
 #define HC_COMPAT_H
 
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <lua.h>
 #include <lauxlib.h>
 
@@ -65,10 +68,6 @@ static inline int hc_isinteger(lua_State *L, int i)
 #define hc_isinteger(L, i) lua_isinteger(L, (i))
 #endif
 
-#include <stdio.h>
-#include <stdlib.h>
-#include <errno.h>
-
 /* The argument error of an int64 argument, as each Lua names it. */
 #if LUA_VERSION_NUM < 503
 #define HC_INT_ARG(what) what " must be an integer (beyond 2^53: its decimal string)"
@@ -112,7 +111,8 @@ static inline int hc_toint64(lua_State *L, int i, long long *out)
         const char *s = lua_tolstring(L, i, &n);
         char *end;
         long long v;
-        if (n == 0 || n > 20 || s[0] == ' ' || s[0] == '+') return -1;
+        /* digits with an optional '-': no blanks or '+' that strtoll takes */
+        if (n == 0 || n > 20 || !(s[0] == '-' || (s[0] >= '0' && s[0] <= '9'))) return -1;
         errno = 0;
         v = strtoll(s, &end, 10);
         if (errno != 0 || end != s + n) return -1;

@@ -142,29 +142,40 @@ static int cache_lease(lua_State *L)
     return 3;
 }
 
+/* A lease's key name and value from the arguments (key, token, epoch) at
+ * 2..4: what _keep keeps alive and _lease_key tells. */
+typedef struct lease_target {
+    char name[HC_NAME_MAX], val[2 * SMALL + 2];
+    size_t nn, vn;
+} lease_target;
+
+static void lease_target_args(lua_State *L, client *cl, lease_target *t)
+{
+    char key[HC_FULLKEY_MAX];
+    size_t kn = hc_key_arg(L, cl, 2, key), tn, en;
+    const char *tok = small_arg(L, 3, &tn), *epoch = small_arg(L, 4, &en);
+    t->nn = lease_name(cl, key, kn, t->name);
+    t->vn = lease_value(t->val, epoch, en, tok, tn);
+}
+
 /* cache:_keep(key, token, epoch, lease_ms) -> watch | nil, err */
 static int cache_keep(lua_State *L)
 {
     client *cl = hc_check_client(L);
-    char key[HC_FULLKEY_MAX], name[HC_NAME_MAX], val[2 * SMALL + 2];
-    size_t kn = hc_key_arg(L, cl, 2, key), tn, en;
-    const char *tok = small_arg(L, 3, &tn), *epoch = small_arg(L, 4, &en);
+    lease_target t;
+    lease_target_args(L, cl, &t);
     ms_arg(L, 5, 30);
-    return hc_keeper_watch(L, cl, name, lease_name(cl, key, kn, name), val, lease_value(val, epoch, en, tok, tn),
-                           (long long)lua_tointeger(L, 5));
+    return hc_keeper_watch(L, cl, t.name, t.nn, t.val, t.vn, (long long)lua_tointeger(L, 5));
 }
 
 /* cache:_lease_key(key, token, epoch) -> the lease's key and value (no I/O):
  * what _keep keeps alive, for a keeper outside C (OpenResty's timers). */
 static int cache_lease_key(lua_State *L)
 {
-    client *cl = hc_check_client(L);
-    char key[HC_FULLKEY_MAX], name[HC_NAME_MAX], val[2 * SMALL + 2];
-    size_t kn = hc_key_arg(L, cl, 2, key), tn, en;
-    const char *tok = small_arg(L, 3, &tn), *epoch = small_arg(L, 4, &en);
-    size_t nn = lease_name(cl, key, kn, name);
-    lua_pushlstring(L, name, nn);
-    lua_pushlstring(L, val, lease_value(val, epoch, en, tok, tn));
+    lease_target t;
+    lease_target_args(L, hc_check_client(L), &t);
+    lua_pushlstring(L, t.name, t.nn);
+    lua_pushlstring(L, t.val, t.vn);
     return 2;
 }
 
