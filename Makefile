@@ -56,12 +56,14 @@ LAYERS   := lua router transport core base
 SRC_BASE := src/base/hc_cmd.c
 SRC_CORE := src/core/hc_proto.c src/core/hc_xio.c src/core/hc_names.c src/core/hc_entry.c \
             src/core/hc_scripts.c src/core/hc_codec.c src/core/hc_msgpack.c src/core/hc_json.c \
-            src/core/hc_stats.c
-SRC_TRANSPORT := src/transport/hc_sock.c src/transport/hc_tls.c src/transport/hc_conn.c
-SRC_ROUTER := src/router/hc_pool.c
+            src/core/hc_stats.c src/core/hc_store.c
+SRC_TRANSPORT := src/transport/hc_sock.c src/transport/hc_tls.c src/transport/hc_conn.c \
+                 src/transport/hc_mem.c src/transport/hc_mem_val.c src/transport/hc_mem_cmd.c \
+                 src/transport/hc_mem_script.c
+SRC_ROUTER := src/router/hc_pool.c src/router/hc_l1.c
 SRC_LUA  := src/lua/hc_args.c src/lua/hc_reply.c src/lua/hc_cache.c src/lua/hc_read.c \
             src/lua/hc_write.c src/lua/hc_lease.c src/lua/hc_keeper.c src/lua/hc_keys.c \
-            src/lua/hc_lproto.c src/lua/hc_client.c src/lua/hc_core.c
+            src/lua/hc_lproto.c src/lua/hc_client.c src/lua/hc_core.c src/lua/hc_lstore.c
 SRCS := $(SRC_BASE) $(SRC_CORE) $(SRC_TRANSPORT) $(SRC_ROUTER) $(SRC_LUA)
 HDRS := $(wildcard src/*/*.h)
 INCLUDES := $(LAYERS:%=-Isrc/%)
@@ -91,13 +93,21 @@ $(MODULE): $(OBJS)
 
 # Test-only helpers: a tiny posix module (fork/waitpid/...) and the
 # multi-threaded pool test program.
-spec-helpers: $(SPECBIN)/hctest.so $(SPECBIN)/hc_threads
+spec-helpers: $(SPECBIN)/hctest.so $(SPECBIN)/hc_threads $(SPECBIN)/hc_store_threads $(SPECBIN)/hc_lua_threads
 
 $(SPECBIN)/hctest.so: spec/helpers/hctest.c src/base/compat.h
 	mkdir -p $(SPECBIN)
 	$(CC) $(CFLAGS_ALL) -Isrc/base -shared $(LDFLAGS_ALL) -o $@ $< -lhiredis
 
 $(SPECBIN)/hc_threads: spec/helpers/hc_threads.c
+	mkdir -p $(SPECBIN)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LUA_LIBS) -lpthread -ldl -lm
+
+$(SPECBIN)/hc_lua_threads: spec/helpers/hc_lua_threads.c
+	mkdir -p $(SPECBIN)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LUA_LIBS) -lpthread -ldl -lm
+
+$(SPECBIN)/hc_store_threads: spec/helpers/hc_store_threads.c
 	mkdir -p $(SPECBIN)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LUA_LIBS) -lpthread -ldl -lm
 

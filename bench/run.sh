@@ -5,12 +5,20 @@
 # the LuaJIT build) against another; BENCH_ONLY=lua|openresty runs one.
 # Through make, HICACHE_MODDIR/HICACHE_TEST_BUILD name the module and
 # helpers just built and HICACHE_BENCH_BIN where bench/floor_get is
-# (default build/bench).
+# (default build/bench). BENCH_ONLY=local runs only the local tier's
+# benchmarks (bench/store_trace.lua, bench/l1.lua, bench/recovery.lua).
 set -eu
 cd "$(dirname "$0")/.."
-if [ "${BENCH_ONLY:-}" != openresty ]; then
+if [ "${BENCH_ONLY:-}" != openresty ] && [ "${BENCH_ONLY:-}" != local ]; then
   spec/run.sh --exec "${LUA:-lua5.4}" bench/bench.lua "$@"
 fi
-if [ "${BENCH_ONLY:-}" != lua ]; then
+# the local tier (issue 12): the store's eviction policy and RSS, the L1
+# near cache, and recovery after Redis comes back
+if [ -z "${BENCH_ONLY:-}" ] || [ "${BENCH_ONLY:-}" = local ]; then
+  spec/run.sh --exec lua5.4 bench/store_trace.lua
+  spec/run.sh --exec lua5.4 bench/l1.lua
+  [ -f bench/recovery.lua ] && spec/run.sh --exec lua5.4 bench/recovery.lua
+fi
+if [ "${BENCH_ONLY:-}" != lua ] && [ "${BENCH_ONLY:-}" != local ]; then
   spec/run.sh --exec lua5.4 bench/openresty.lua
 fi

@@ -294,7 +294,7 @@ int main(void)
   it("9: the private methods refuse garbage cleanly", function()
     local PRIVATE = { "_key", "_names", "_tag_name", "_lock_names", "_scan_pattern", "_entry", "_read",
                       "_visible", "_invalidate_full", "_bump_epoch", "_lease", "_keep", "_fill", "_release",
-                      "_wait", "_wake", "_eval", "_namespace", "_watch" }
+                      "_wait", "_wake", "_eval", "_namespace", "_watch", "_block", "_l1_keep" }
     -- no number in (0.002, 86400]: an accepted _wait blocks 2 ms at most
     local POOL = { nil, NAN, -1, 0, 0.001, 100000, 2 ^ 53, 2 ^ 63, -2 ^ 63, INF, -INF, 1e300,
                    H.INT64_MIN, H.INT64_MAX, "", "x", "a:b", "{", "}", ("k"):rep(5000),

@@ -322,4 +322,128 @@ function H.faultproxy(plans, bind)
   end
 end
 
+-- ---- faults on a private server (H.start_redis) -------------------------
+-- spec/faults_spec.lua, spec/waitbound_spec.lua and bench/recovery.lua
+-- break a server of their own with these. The server table is the one
+-- H.start_redis returned (plain TCP port); H.restart keeps its stop()
+-- working on the new process.
+
+local function sh_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+--- H.redis_pid(server): the pid in the server's pid file (nil: none).
+function H.redis_pid(server)
+  local f = io.open(server.dir .. "/redis.pid")
+  local pid = f and tonumber(f:read("l") or "")
+  if f then f:close() end
+  return pid
+end
+
+--- H.redis_cli(server, ...): redis-cli with these arguments against the
+-- server's port; returns its output (trailing newline removed) and code.
+function H.redis_cli(server, ...)
+  local args = {}
+  for i = 1, select("#", ...) do args[i] = sh_quote((select(i, ...))) end
+  local out, code = H.shell(("redis-cli -h 127.0.0.1 -p %d %s"):format(assert(server.port, "a plain TCP port"),
+    table.concat(args, " ")))
+  return (out:gsub("\n$", "")), code
+end
+
+-- true while pid is a process that has not exited (a zombie has).
+local function alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return false end
+  local stat = f:read("a") or ""
+  f:close()
+  return stat:match("^%d+ %b() (%a)") ~= "Z"
+end
+
+--- H.kill9(server): SIGKILL (also when stopped); returns once the process
+-- is gone, so the port is free for H.restart.
+function H.kill9(server)
+  local pid = assert(H.redis_pid(server), "kill9: no pid file in " .. server.dir)
+  posix.kill(pid, 9)
+  for _ = 1, 200 do
+    if not alive(pid) then
+      os.remove(server.dir .. "/redis.pid")
+      return
+    end
+    posix.sleep(0.01)
+  end
+  error("kill9: redis-server " .. pid .. " did not die")
+end
+
+--- H.restart(server): starts the server again on the same port with the
+-- same config (its data is gone: no persistence); returns once it answers
+-- PING. server.stop() then stops the new process.
+function H.restart(server)
+  os.remove(server.dir .. "/redis.pid")
+  local out, code = H.shell("redis-server " .. server.dir .. "/redis.conf")
+  assert(code == 0, "restart: redis-server: " .. out)
+  for _ = 1, 400 do
+    local pid = H.redis_pid(server)
+    if pid and H.redis_cli(server, "PING") == "PONG" then
+      function server.stop()
+        os.execute("kill " .. pid .. " 2>/dev/null")
+        for _ = 1, 100 do
+          if not alive(pid) then return end
+          posix.sleep(0.05)
+        end
+        os.execute("kill -9 " .. pid .. " 2>/dev/null")
+      end
+      return
+    end
+    posix.sleep(0.01)
+  end
+  error("restart: redis-server did not come back (see " .. server.dir .. "/redis.log)")
+end
+
+--- H.sigstop(server) / H.sigcont(server): freeze / thaw the process. A
+-- stopped server still completes TCP handshakes (the kernel's backlog) but
+-- answers nothing. (server.stop() is the shutdown, hence the names.)
+function H.sigstop(server)
+  posix.kill(assert(H.redis_pid(server), "sigstop: no pid"), 19)
+end
+function H.sigcont(server)
+  posix.kill(assert(H.redis_pid(server), "sigcont: no pid"), 18)
+end
+
+--- H.client_kill(server, {type = "normal"} | {id = n}): CLIENT KILL TYPE /
+-- ID; returns how many connections were closed.
+function H.client_kill(server, filter)
+  local out
+  if filter.id then
+    out = H.redis_cli(server, "CLIENT", "KILL", "ID", filter.id)
+  else
+    out = H.redis_cli(server, "CLIENT", "KILL", "TYPE", filter.type or "normal")
+  end
+  return assert(tonumber(out:match("(%d+)%s*$")), "client kill: " .. out)
+end
+
+--- H.client_pause(server, ms): CLIENT PAUSE ms (every client: reads and
+-- writes wait, the server does not close anything); returns at once.
+function H.client_pause(server, ms)
+  local out = H.redis_cli(server, "CLIENT", "PAUSE", math.floor(ms))
+  assert(out == "OK", "client pause: " .. out)
+end
+
+--- H.debug_sleep(server, s): DEBUG SLEEP s (the server is busy for s and
+-- answers nobody); returns when it is done. The server needs the config
+-- line "enable-debug-command yes" (H.start_redis{conf = {...}}).
+function H.debug_sleep(server, s)
+  local out = H.redis_cli(server, "DEBUG", "SLEEP", s)
+  assert(out == "OK", "debug sleep (enable-debug-command yes?): " .. out)
+end
+
+--- H.maxmemory(server, bytes): CONFIG SET maxmemory bytes with
+-- maxmemory-policy noeviction (writes that need memory fail with OOM,
+-- reads go on); bytes = 0 lifts the limit.
+function H.maxmemory(server, bytes)
+  local out = H.redis_cli(server, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+  assert(out == "OK", "config set maxmemory-policy: " .. out)
+  out = H.redis_cli(server, "CONFIG", "SET", "maxmemory", math.floor(bytes))
+  assert(out == "OK", "config set maxmemory: " .. out)
+end
+
 return H

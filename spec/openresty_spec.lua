@@ -259,6 +259,7 @@ describe("OpenResty (cosocket transport)", function()
     assert.same({ null, "connection closed" }, r.set, table.concat(ev, " ") .. require("cjson").encode(r))
     assert.same({}, r.written)
     assert.equal(1, r.stats_errors)
+    assert.same({ 0, 0 }, r.breaker) -- closed before any reply byte: no failure
     local accepts = 0
     for _, e in ipairs(ev) do if e:match("^accept") then accepts = accepts + 1 end end
     assert.equal(4, accepts, table.concat(ev, "\n"))
@@ -332,6 +333,104 @@ describe("OpenResty (cosocket transport)", function()
     end)
     two:stop()
     assert(ok, err)
+  end)
+
+  describe("circuit breaker (per worker, per pool)", function()
+    local H = require "helper"
+
+    -- redis-server again on the same port, with the same config
+    local function restart(server)
+      local _, code = H.shell("redis-server " .. server.dir .. "/redis.conf")
+      assert.equal(0, code)
+      for _ = 1, 100 do
+        local f = io.open(server.dir .. "/redis.log")
+        local text = f and f:read("a") or ""
+        if f then f:close() end
+        local _, n = text:gsub("Ready to accept connections", "")
+        if n >= 2 then return end
+        socket.sleep(0.05)
+      end
+      error("redis-server did not start again")
+    end
+
+    it("Redis down: opens after `failures`, fails fast, probes by timer, closes when it is back", function()
+      local server = H.start_redis()
+      local q = "port=" .. server.port
+      local ok, err = pcall(function()
+        local up = srv:call("breaker_up", q)
+        assert.same({ true }, up.set)
+        assert.equal("closed", up.stats.breaker)
+        server.stop()
+        local r = srv:call("breaker_down", q)
+        -- three connects refused, then open
+        assert.same({ "connection refused", "connection refused", "connection refused",
+                      "circuit open: connection refused" }, r.errs)
+        assert.same({ breaker = "open", opens = 1, probes = 0, errors = 3, created = 1 }, r.opened)
+        -- open: every call fails at once, and none connects (errors counts
+        -- failed connects; backoff is off, so each call would connect)
+        for i = 1, 20 do assert.equal("circuit open: connection refused", r.fast[i]) end
+        assert.same({ null, "circuit open: connection refused" }, r.set)
+        assert.same({ "computed", null, "bypass" }, r.gos)
+        assert.same({ null, "circuit open: connection refused" }, r.reserve)
+        assert.equal(3, r.fast_stats.errors)
+        -- a cache with the same settings shares the worker's breaker; it
+        -- was made while open, so it reports no change
+        assert.same({ null, "circuit open: connection refused" }, r.other)
+        assert.equal("open", r.other_stats.breaker)
+        assert.equal(0, r.other_stats.errors)
+        assert.same({}, r.other_events)
+        -- half-open probes (ngx.timer) fail: still open, one opening
+        assert.is_true(r.probed)
+        assert.equal("open", r.probe_stats.breaker)
+        assert.equal(1, r.probe_stats.opens)
+        assert.same({ null, "circuit open: connection refused" }, r.after_probes)
+        assert.same({ "open" }, r.events)
+        -- breaker = false: every call connects and fails, as before
+        assert.same({ "connection refused", "connection refused", "connection refused",
+                      "connection refused", "connection refused" }, r.off)
+        assert.same({ breaker = "closed", opens = 0, probes = 0, errors = 5, created = 0 }, r.off_stats)
+        -- back on the same port: a probe closes the breaker
+        restart(server)
+        local last
+        for _ = 1, 100 do
+          last = srv:call("breaker_get", q)
+          if last.err == nil then break end
+          assert.matches("^circuit open: ", last.err)
+          socket.sleep(0.05)
+        end
+        assert.is_nil(last.err)
+        assert.equal("closed", last.stats.breaker)
+        -- the probe's connection went back with setkeepalive: the get reused it
+        assert.equal(2, last.stats.created)
+        assert.equal(1, last.stats.opens)
+        assert.is_true(last.stats.probes >= 3)
+        assert.same({ true }, last.set)
+        assert.same({ "back" }, last.get)
+        assert.same({}, last.other) -- nil, nil: a miss (its prefix is another), no error
+        assert.same({ "open", "closed" }, last.events)
+        assert.same({ "closed" }, last.other_events)
+      end)
+      server.stop()
+      assert(ok, err)
+    end)
+
+    it("counts timeouts in a row (an answered round resets the count), not Redis error replies", function()
+      local r = srv:call("breaker_timeouts")
+      assert.same({ true }, r.set)
+      for i = 1, 5 do assert.matches("^ERR unknown command", r.replies[i]) end
+      assert.equal("closed", r.after_replies.breaker)
+      assert.same({ "timeout", "timeout" }, r.two)
+      assert.same({ "v" }, r.answered)
+      assert.same({ "timeout", "timeout" }, r.two_more)
+      assert.equal("closed", r.after_two_more.breaker)
+      assert.same({ null, "timeout" }, r.third)
+      assert.same({ null, "circuit open: timeout" }, r.fast)
+      assert.equal("open", r.opened.breaker)
+      assert.is_true(r.back)
+      assert.equal("closed", r.closed.breaker)
+      assert.equal(1, r.closed.opens)
+      assert.same({ "open", "closed" }, r.events)
+    end)
   end)
 
   it("leaves no error in nginx's error log", function()

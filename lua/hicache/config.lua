@@ -20,7 +20,12 @@ _M.defaults = {
   keepalive = 60,
   pool = { size = 16, wait = 1, idle_check = 30, idle_poll = 1, lifetime = 0,
            backoff_base = 0.05, backoff_max = 2 },
+  l1 = { max_bytes = 16 * 1024 * 1024, max_items = 0, ttl = 10, stale_if_error = 0, local_ttl = 1 },
+  breaker = { failures = 3, probe = 0.25 },
+  memory = { max_bytes = 64 * 1024 * 1024, max_items = 0, name = "default" },
 }
+local known_l1 = { max_bytes = true, max_items = true, ttl = true, stale_if_error = true, local_ttl = true,
+                   families = true, prefixes = true, bcast = true }
 
 local connection_fields = { "host", "port", "path", "db", "username", "password" }
 local known = {
@@ -28,6 +33,7 @@ local known = {
   password = true, connect_timeout = true, timeout = true, keepalive = true, pool = true,
   prefix = true, version = true, ttl = true, serializer = true, compress = true, limits = true,
   stats = true, on_event = true, logger = true, tls = true, transport = true,
+  l1 = true, breaker = true, backend = true, max_bytes = true, max_items = true, name = true,
 }
 local serializers = { msgpack = true, json = true, raw = true }
 local known_pool = { size = true, wait = true, idle_check = true, idle_poll = true, lifetime = true,
@@ -210,6 +216,106 @@ local function transport_settings(s, t)
   s.transport = t
 end
 
+local function string_list(name, list)
+  if type(list) ~= "table" then return nil, bad(name, "must be a list of strings") end
+  local out = {}
+  for k, v in pairs(list) do
+    if type(k) ~= "number" or k < 1 or k > #list or k % 1 ~= 0 then return nil, bad(name, "must be a list") end
+    if type(v) ~= "string" or v == "" or #v > 63 or v:find("[%z\n]") then
+      return nil, bad(name, "must hold non-empty strings of at most 63 bytes, without NUL or newline")
+    end
+  end
+  for i = 1, #list do out[i] = list[i] end
+  if #out > 16 then return nil, bad(name, "holds at most 16 entries") end
+  return out
+end
+
+-- opts.l1: the L1 near cache (part of the pool's identity, except the
+-- families/prefixes filter, which is the cache's). Returns an error.
+local function l1_settings(s, l1)
+  s.l1_max_bytes = 0
+  if l1 == nil or l1 == false then return end
+  if l1 == true then l1 = {} end
+  if type(l1) ~= "table" then return bad("l1", "must be a table or a boolean") end
+  for k in pairs(l1) do
+    if not known_l1[k] then return string_format("unknown option 'l1.%s'", tostring(k)) end
+  end
+  if s.transport == "cosocket" and s.tls then
+    -- the invalidation thread is C (blocking sockets), which cannot use
+    -- nginx's lua_ssl_trusted_certificate
+    return bad("l1", "is not available over TLS with the cosocket transport")
+  end
+  local d = _M.defaults.l1
+  s.l1_max_bytes = l1.max_bytes or d.max_bytes
+  local e = check_int("l1.max_bytes", s.l1_max_bytes, 64 * 1024, 2 ^ 40); if e then return e end
+  s.l1_max_items = l1.max_items or d.max_items
+  e = check_int("l1.max_items", s.l1_max_items, 0, 2 ^ 40); if e then return e end
+  s.l1_ttl = l1.ttl or d.ttl
+  e = check_number("l1.ttl", s.l1_ttl, 0, true, 86400 * 365); if e then return e end
+  s.l1_stale = l1.stale_if_error or d.stale_if_error
+  e = check_number("l1.stale_if_error", s.l1_stale, 0, true, 86400 * 365); if e then return e end
+  s.l1_local_ttl = l1.local_ttl or d.local_ttl
+  e = check_number("l1.local_ttl", s.l1_local_ttl, 0, true, 86400); if e then return e end
+  if l1.families ~= nil and l1.prefixes ~= nil then
+    return bad("l1.prefixes", "cannot be combined with 'l1.families'")
+  end
+  local match
+  if l1.families ~= nil then
+    local f, err = string_list("l1.families", l1.families); if not f then return err end
+    for i = 1, #f do
+      if f[i]:find(":", 1, true) then return bad("l1.families", "a family is a key's text before its first ':'") end
+      f[i] = f[i] .. ":"
+    end
+    match = f
+  elseif l1.prefixes ~= nil then
+    local f, err = string_list("l1.prefixes", l1.prefixes); if not f then return err end
+    match = f
+  end
+  s.l1_match = match and table.concat(match, "\n") or nil
+  if l1.bcast ~= nil and type(l1.bcast) ~= "boolean" then return bad("l1.bcast", "must be a boolean") end
+  -- cosocket connections close without telling hicache (setkeepalive's
+  -- idle timeout): only BCAST, registered by the L1 thread's own
+  -- connection, does not depend on them
+  s.l1_bcast = l1.bcast == true or s.transport == "cosocket"
+end
+
+-- opts.breaker: the pool's circuit breaker, or false. Returns an error.
+local function breaker_settings(s, b)
+  local d = _M.defaults.breaker
+  if b == false then
+    s.breaker_failures, s.breaker_probe = 0, d.probe
+    return
+  end
+  if b == nil or b == true then b = {} end
+  if type(b) ~= "table" then return bad("breaker", "must be a table or a boolean") end
+  for k in pairs(b) do
+    if k ~= "failures" and k ~= "probe" then return string_format("unknown option 'breaker.%s'", tostring(k)) end
+  end
+  s.breaker_failures = b.failures or d.failures
+  local e = check_int("breaker.failures", s.breaker_failures, 1, 1e6); if e then return e end
+  s.breaker_probe = b.probe or d.probe
+  return check_number("breaker.probe", s.breaker_probe, 0, false, 3600)
+end
+
+-- backend = "memory": the cache lives in this process (hc_mem.c), so
+-- every option that names a server is an error. Returns an error message.
+local memory_refused = { "url", "host", "port", "path", "db", "username", "password", "tls", "transport", "l1" }
+local function memory_settings(s, opts)
+  for _, k in ipairs(memory_refused) do
+    if opts[k] ~= nil then return bad(k, 'cannot be used with backend = "memory" (there is no server)') end
+  end
+  local d = _M.defaults.memory
+  s.backend, s.transport, s.db = "memory", "blocking", 0
+  s.mem_max_bytes = opts.max_bytes or d.max_bytes
+  local e = check_int("max_bytes", s.mem_max_bytes, 64 * 1024, 2 ^ 40); if e then return e end
+  s.mem_max_items = opts.max_items or d.max_items
+  e = check_int("max_items", s.mem_max_items, 0, 2 ^ 40); if e then return e end
+  s.mem_name = opts.name == nil and d.name or opts.name
+  if type(s.mem_name) ~= "string" or s.mem_name == "" or #s.mem_name > 256 or s.mem_name:find("%z") then
+    return bad("name", "must be a non-empty string of at most 256 bytes, without NUL")
+  end
+end
+
 --- Validates options and returns the settings for hicache.core.new.
 -- @return settings, or nil + message
 function _M.settings(opts)
@@ -218,41 +324,51 @@ function _M.settings(opts)
   for k in pairs(opts) do
     if not known[k] then return nil, string_format("unknown option '%s'", tostring(k)) end
   end
-  local s = {}
-  local url_tls
-  if opts.url ~= nil then
-    if type(opts.url) ~= "string" then return nil, bad("url", "must be a string") end
-    local f, err = _M.parse_url(opts.url)
-    if not f then return nil, err end
-    url_tls = f.tls
-    for _, k in ipairs(connection_fields) do
-      if opts[k] ~= nil then return nil, bad(k, "cannot be combined with 'url'") end
-      s[k] = f[k]
+  local s, e = {}
+  local backend = opts.backend == nil and "redis" or opts.backend
+  if backend == "memory" then
+    e = memory_settings(s, opts); if e then return nil, e end
+  elseif backend ~= "redis" then
+    return nil, bad("backend", 'must be "redis" or "memory"')
+  else
+    for _, k in ipairs { "max_bytes", "max_items", "name" } do
+      if opts[k] ~= nil then return nil, bad(k, 'is an option of backend = "memory"') end
     end
-  else
-    for _, k in ipairs(connection_fields) do s[k] = opts[k] end
-  end
+    local url_tls
+    if opts.url ~= nil then
+      if type(opts.url) ~= "string" then return nil, bad("url", "must be a string") end
+      local f, err = _M.parse_url(opts.url)
+      if not f then return nil, err end
+      url_tls = f.tls
+      for _, k in ipairs(connection_fields) do
+        if opts[k] ~= nil then return nil, bad(k, "cannot be combined with 'url'") end
+        s[k] = f[k]
+      end
+    else
+      for _, k in ipairs(connection_fields) do s[k] = opts[k] end
+    end
 
-  for _, k in ipairs { "host", "path", "username", "password" } do
-    if s[k] ~= nil and type(s[k]) ~= "string" then return nil, bad(k, "must be a string") end
-    if s[k] and s[k]:find("%z") then return nil, bad(k, "must not contain a NUL byte") end
-  end
-  if s.host and s.path then return nil, bad("path", "cannot be combined with 'host'") end
-  if s.path then
-    if s.port ~= nil then return nil, bad("port", "cannot be combined with 'path'") end
-    if s.path == "" then return nil, bad("path", "must not be empty") end
-  else
-    if s.host == "" then return nil, bad("host", "must not be empty") end
-    s.host = s.host or "127.0.0.1"
-    s.port = s.port or 6379
-    local e = check_int("port", s.port, 1, 65535); if e then return nil, e end
-  end
-  s.db = s.db or 0
-  local e = check_int("db", s.db, 0, 1000000); if e then return nil, e end
-  if s.username and not s.password then return nil, bad("username", "needs a password") end
-  e = tls_settings(s, opts.tls, url_tls); if e then return nil, e end
+    for _, k in ipairs { "host", "path", "username", "password" } do
+      if s[k] ~= nil and type(s[k]) ~= "string" then return nil, bad(k, "must be a string") end
+      if s[k] and s[k]:find("%z") then return nil, bad(k, "must not contain a NUL byte") end
+    end
+    if s.host and s.path then return nil, bad("path", "cannot be combined with 'host'") end
+    if s.path then
+      if s.port ~= nil then return nil, bad("port", "cannot be combined with 'path'") end
+      if s.path == "" then return nil, bad("path", "must not be empty") end
+    else
+      if s.host == "" then return nil, bad("host", "must not be empty") end
+      s.host = s.host or "127.0.0.1"
+      s.port = s.port or 6379
+      e = check_int("port", s.port, 1, 65535); if e then return nil, e end
+    end
+    s.db = s.db or 0
+    e = check_int("db", s.db, 0, 1000000); if e then return nil, e end
+    if s.username and not s.password then return nil, bad("username", "needs a password") end
+    e = tls_settings(s, opts.tls, url_tls); if e then return nil, e end
 
-  e = transport_settings(s, opts.transport); if e then return nil, e end
+    e = transport_settings(s, opts.transport); if e then return nil, e end
+  end
 
   local d = _M.defaults
   s.connect_timeout = opts.connect_timeout or d.connect_timeout
@@ -288,11 +404,18 @@ function _M.settings(opts)
   s.backoff_max = pool.backoff_max or dp.backoff_max
   e = check_number("pool.backoff_max", s.backoff_max, 0, true, 3600); if e then return nil, e end
 
+  e = l1_settings(s, opts.l1); if e then return nil, e end
+  e = breaker_settings(s, opts.breaker); if e then return nil, e end
+
   -- the cache (per handle, not part of the pool's identity)
   s.prefix = opts.prefix == nil and d.prefix or opts.prefix
   if type(s.prefix) ~= "string" then return nil, bad("prefix", "must be a string") end
   if #s.prefix > 256 or s.prefix:find("%z") then
     return nil, bad("prefix", "must be at most 256 bytes, without NUL")
+  end
+  if s.l1_max_bytes > 0 and s.l1_bcast and s.prefix ~= "" then
+    -- every version of this cache's keys (and its tag keys) start so
+    s.l1_prefixes = s.prefix .. ":"
   end
   s.version = opts.version == nil and d.version or opts.version
   e = check_int("version", s.version, -1e15, 1e15); if e then return nil, e end

@@ -31,6 +31,10 @@ local settings_of = setmetatable({}, { __mode = "k" })
 -- cosocket cache around it; registered for with_version().
 local function open(settings)
   local make = settings.transport == "cosocket" and require("hicache.openresty").new or core.new
+  local ngx = rawget(_G, "ngx")
+  if settings.backend == "memory" and type(ngx) == "table" and type(ngx.sleep) == "function" then
+    make = require("hicache.memory").new -- inside OpenResty: waits poll with ngx.sleep
+  end
   local cache, err = make(settings)
   if not cache then return nil, err end
   settings_of[cache] = settings

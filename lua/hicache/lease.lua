@@ -3,7 +3,9 @@
 -- On a miss, one caller across all processes takes the key's lease (a
 -- random token under the namespace's current epoch, lease_ttl) and
 -- computes; the others wait for a wake-up (BLPOP, bounded by the lease's
--- remaining TTL and opts.wait) and read its value. While fn runs, the
+-- remaining TTL and opts.wait) and read its value. A waiter returns at
+-- most one command timeout after opts.wait, whatever the filler, the
+-- lease or the server do: no round starts once the wait is used up. While fn runs, the
 -- keeper thread extends the lease, so a slow fn is still computed once.
 -- The filler stores only while its lease and the epoch still hold (one
 -- script); any failure after the lease is taken gives it back. Every
@@ -120,10 +122,35 @@ local function compute(fn, status, cause)
   return value, nil, status, cause
 end
 
+-- A wait for another filler ran out: what opts.on_wait_timeout says.
+local function ran_out(fn, o, has_stale, stale_value)
+  if o.on_wait_timeout == "error" then return nil, "timeout" end
+  if o.on_wait_timeout == "stale" then
+    if has_stale then return stale_value, nil, "stale" end
+    return nil, "timeout"
+  end
+  return compute(fn, "miss") -- "compute": without the lease, not stored
+end
+
+-- One wait round (a BLPOP) is at most a day; a longer wait takes several.
+local MAX_ROUND = 86400
+
 -- The cache failed with err: compute without it, unless opted out.
 local function bypass(fn, o, err)
   if not o.bypass then return nil, err end
   return compute(fn, "bypass", err)
+end
+
+-- Redis could not be reached: with an L1, the value computed is also kept
+-- in this process for l1.local_ttl seconds, served only while Redis stays
+-- unreachable (a stale copy; never once Redis answers again).
+local function bypass_keep(cache, key, fn, o, err)
+  local r = compat.pack(bypass(fn, o, err))
+  if r[1] ~= nil and r[3] == "bypass" then
+    local ok, bytes = pcall(cache.encode, cache, r[1])
+    if ok and cache._l1_keep then cache:_l1_keep(key, bytes) end
+  end
+  return compat.unpack(r, 1, r.n)
 end
 
 local function check_ttl(ttl)
@@ -159,7 +186,14 @@ local function store(cache, key, tok, epoch, o, value, ttl, delta_ms, default_tt
   -- false: our lease was revoked by a write (or the epoch moved on): not
   -- stored, but this caller still gets the value it computed
   local stored, err = cache:_fill(key, tok, epoch, bytes, hard_ms(o, ttl), o.tags)
-  if stored == nil then return value, nil, "bypass", err end
+  if stored == nil then
+    -- the store failed (connection closed or killed, a server error): give
+    -- the lease back, so that waiters take over now instead of waiting out
+    -- lease_ttl. Not after a timeout: the server is not answering (a
+    -- release would wait as long), and the store may still run and wake them.
+    if err ~= "timeout" then cache:_release(key, tok, epoch) end
+    return value, nil, "bypass", err
+  end
   if stored then return value, nil, "miss", nil, #bytes end -- #bytes: for the stats
   return value, nil, "miss"
 end
@@ -215,7 +249,7 @@ function _M.get_or_set(cache, key, fn, opts, default_ttl)
   local ok, found, value, soft, delta = pcall(cache._read, cache, key, o.tags)
   if not ok then rethrow(found, "get_or_set", 1) end
   if found == nil then
-    if not undecodable(value) then return bypass(fn, o, value) end
+    if not undecodable(value) then return bypass_keep(cache, key, fn, o, value) end
     found, value = false, true -- bytes we cannot read: compute and replace them
   end
   local tok = token()
@@ -250,15 +284,14 @@ function _M.get_or_set(cache, key, fn, opts, default_ttl)
     if r == 2 then return fill(cache, key, tok, a, fn, o, stale_value, has_stale, default_ttl, b) end
     if r == 3 then -- someone else's lease: a = its PTTL, b = the epoch
       local left = deadline - now()
-      if left <= 0 then
-        if o.on_wait_timeout == "error" then return nil, "timeout" end
-        if o.on_wait_timeout == "stale" then
-          if has_stale then return stale_value, nil, "stale" end
-          return nil, "timeout"
-        end
-        return compute(fn, "miss") -- "compute": without the lease, not stored
-      end
-      local woke, werr = cache:_wait(key, b, math_min(left, (a > 0 and a or 1) / 1000 + 0.01))
+      if left <= 0 then return ran_out(fn, o, has_stale, stale_value) end
+      -- one BLPOP round, at most what is left of the wait (and of the
+      -- lease); it returns at most one command timeout later, even when
+      -- Redis does not answer
+      local woke, werr = cache:_wait(key, b, math_min(left, (a > 0 and a or 1) / 1000 + 0.01, MAX_ROUND))
+      -- the wait is used up (the round timed out, or the server did not
+      -- answer it within the command timeout): no further round
+      if not woke and now() >= deadline then return ran_out(fn, o, has_stale, stale_value) end
       if woke == nil then return bypass(fn, o, werr) end
       waited = true
     end
@@ -276,6 +309,8 @@ function _M.get_or_set(cache, key, fn, opts, default_ttl)
     else
       ignore = value -- something invisible is there: take the lease anyway
     end
+    -- woken, but no value: another round only while the wait lasts
+    if waited and now() >= deadline then return ran_out(fn, o, has_stale, stale_value) end
   end
 end
 

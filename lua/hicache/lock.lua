@@ -15,7 +15,6 @@
 local core = require "hicache.core"
 local argerror = require "hicache.argerror"
 
-local null = core.null
 local now, token = core.now, core.token
 local type, error, setmetatable, pcall, pairs, tostring = type, error, setmetatable, pcall, pairs, tostring
 local compat = require "hicache.compat"
@@ -51,19 +50,12 @@ local function drift_ms(ttl_ms) return math.floor(ttl_ms / 100) + 2 end
 local WAKE_TTL_MS = 10000     -- an unconsumed wake-up token lives this long
 local FENCE_TTL_MS = 86400000 -- the fence key lives a day after the last grant
 
--- Waits for a wake-up token on `wake` for at most `seconds`, on a pinned
--- connection whose timeout covers the wait. true (woken), false (timed
--- out) or nil, err.
+-- Waits for a wake-up token on `wake` for at most `seconds` (one BLPOP,
+-- which returns at most one command timeout later, also when Redis does
+-- not answer). true (woken), false (timed out) or nil, err.
 local function block(cache, wake, seconds)
   if seconds <= 0 then return false end
-  local conn, err = cache:reserve()
-  if not conn then return nil, err end
-  conn:set_timeout(seconds + 1)
-  local r
-  r, err = conn:command("BLPOP", wake, ("%.3f"):format(math.max(seconds, 0.001)))
-  conn:release()
-  if r == nil then return nil, err end
-  return r ~= null
+  return cache:_block(wake, math_min(seconds, 86400))
 end
 
 -- Lock TTLs and waits are at most this many seconds (about 31 years):
@@ -124,13 +116,18 @@ function _M.acquire(cache, name, opts)
     local left = deadline - now()
     if left <= 0 then return nil, "timeout" end
     -- wait for a release (BLPOP), bounded by the lock's TTL and our wait;
-    -- if the wake-up path fails, fall back to jittered exponential backoff
+    -- if the wake-up path fails, fall back to jittered exponential backoff.
+    -- Once the wait is used up no new round starts: a waiter returns at
+    -- most one command timeout after `wait`.
     local pttl = r[2] > 0 and r[2] / 1000 or 0.001
     local woke = block(cache, wake, math_min(left, pttl + 0.001))
     commands = commands + 1
+    left = deadline - now()
+    if left <= 0 then return nil, "timeout" end
     if woke == nil then
       cache:_sleep(math_min(left, backoff * (0.5 + math_random())))
       backoff = math_min(backoff * 2, 0.5)
+      if now() >= deadline then return nil, "timeout" end
     end
   end
 end

@@ -23,7 +23,7 @@ local timer_at, ngx_sleep = ngx.timer.at, ngx.sleep
 local step, new_xio, PENDING = core.step, core.xio, core.PENDING
 local rethrow, raise = argerror.rethrow, argerror.raise
 local pcall, type, setmetatable, tostring, rawset = pcall, type, setmetatable, tostring, rawset
-local select, pairs = select, pairs
+local select, pairs, tinsert = select, pairs, table.insert
 local getinfo = debug.getinfo
 
 local _M = {}
@@ -34,14 +34,17 @@ local Client = core.Client
 local PURE = {
   _key = true, _namespace = true, _names = true, _tag_name = true, _lock_names = true,
   _scan_pattern = true, _entry = true, encode = true, decode = true, _record = true,
-  stats = true, stats_reset = true, _lease_key = true,
+  stats = true, stats_reset = true, _lease_key = true, _l1_keep = true,
 }
 
 local round = cosocket.round
 
 -- One attempt at the pending round of xio x on sock (a new connection
 -- when nil). Returns the connection on success; else nil, err, and
--- whether the round may be sent again on a new connection.
+-- whether the round may be sent again on a new connection. A round that
+-- failed counts for the pool's circuit breaker (pool:failed), except on a
+-- kept-alive connection found closed before any reply byte (nothing ran:
+-- the C pool's closed_unused); a round answered resets its count.
 local function attempt(res, pool, x, sock)
   local err
   local reused = false
@@ -54,13 +57,19 @@ local function attempt(res, pool, x, sock)
     reused = times > 0
   end
   local pinned = res and res.sock
-  local ok
-  ok, err = round(sock, x, pool)
-  if ok then return sock end
+  local ok, any
+  ok, err, any = round(sock, x, pool)
+  if ok then
+    local b = pool.brk
+    if b then b.fails = 0 end
+    return sock
+  end
   sock:close()
   if sock == pinned then res.sock, res.failed = nil, err end
   -- as the C pool: only a connection found closed (not a timeout)
-  return nil, err, reused and err == "connection closed" and x:retryable()
+  if reused and err == "connection closed" and not any then return nil, err, x:retryable() end
+  pool:failed(err)
+  return nil, err, false
 end
 
 -- Sends the pending round of xio x and feeds it its reply. A round that
@@ -130,6 +139,15 @@ local function deliver(self)
   for i = 1, #q do hook(q[i]) end
 end
 
+-- The breaker of the cache's pool changed since the last event (the
+-- cache has an on_event): {op = "breaker", status = "open" | "closed"}
+-- goes first in the queue, before the event of the operation that saw it
+-- (as the C core reports it).
+local function breaker_event(self, brk)
+  self._brk_seq = brk.seq
+  tinsert(self._events, 1, { op = "breaker", status = brk.open and "open" or "closed" })
+end
+
 -- Releases or closes the operation's connection (closes it when the
 -- operation raised, or left it with state: MULTI, WATCH, SELECT,
 -- SUBSCRIBE... as the C pool does), keeps its xio, then returns its results.
@@ -148,6 +166,8 @@ local function finish(self, res, name, x, pinned, sock, n, ok, a, b, c, d, e, f)
     nspare = nspare + 1
     spare[nspare] = x
   end
+  local brk = self._brk
+  if brk and brk.seq ~= self._brk_seq then breaker_event(self, brk) end
   if self._events[1] ~= nil then deliver(self) end
   return ret(n - 1, a, b, c, d, e, f)
 end
@@ -304,13 +324,18 @@ function special:reserve()
 end
 
 --- cache:pool_stats() -> this worker's connection counters | nil, "closed"
+-- (breaker: this worker's breaker of the pool)
 function special:pool_stats()
   local p = self._pool
   if p.closed then return nil, "closed" end
+  local c = self._core:pool_stats() -- the C pool's L1 (its thread, its store), if any
+  local brk = p:breaker()
   return {
     transport = "cosocket", size = p.s.pool_size, created = p.connects, reused = p.reuses,
     errors = p.errors, in_use = 0, idle = 0, connecting = 0, caches = 1, closed = 0,
-    waits = 0, exhausted = 0, health_checks = 0,
+    waits = 0, exhausted = 0, health_checks = 0, l1 = c and c.l1,
+    breaker = brk and brk.open and "open" or "closed",
+    breaker_opens = brk and brk.opens or 0, breaker_probes = brk and brk.probes or 0,
   }
 end
 
@@ -361,6 +386,8 @@ local methods = setmetatable({}, {
       if name == "_record" then -- an operation done in Lua: its event
         m = function(self, ...)
           f(check(self, name)._core, ...)
+          local brk = self._brk
+          if brk and brk.seq ~= self._brk_seq then breaker_event(self, brk) end
           if self._events[1] ~= nil then deliver(self) end
         end
       elseif PURE[name] then
@@ -385,6 +412,9 @@ function _M.new(settings)
   local self = { _pool = cosocket.pool(settings), _hook = settings.on_event, _events = {} }
   local s = settings
   if s.on_event then
+    -- breaker changes are reported to on_event from the first change on
+    local brk = self._pool:breaker()
+    self._brk, self._brk_seq = brk, brk and brk.seq
     s = {}
     for k, v in pairs(settings) do s[k] = v end
     s.on_event = function(ev)

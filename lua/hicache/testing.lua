@@ -22,7 +22,8 @@ local quiet = 0                                       -- > 0: inside an assertio
 
 --- testing.cache(opts) -> an isolated cache on a real Redis: a random
 -- prefix (opts.prefix is refused), the Redis of HICACHE_TEST_HOST/PORT or
--- HICACHE_TEST_URL (or opts.url / host / port), cleared by
+-- HICACHE_TEST_URL (or opts.url / host / port) -- or, with
+-- opts.backend = "memory", this process's in-memory store --, cleared by
 -- testing.cleanup() — and at the end of the current busted test when
 -- called inside one.
 function _M.cache(opts)
@@ -33,8 +34,11 @@ function _M.cache(opts)
   for k, v in pairs(opts) do o[k] = v end
   o.prefix = "test-" .. core.token():sub(1, 12)
   -- the caller's options win; the environment fills in what they lack
-  if not (o.url or o.host or o.path or o.port) then o.url = os.getenv("HICACHE_TEST_URL") end
-  if not (o.url or o.path) then
+  -- (backend = "memory" needs no server: its caches share the process's store)
+  if o.backend ~= "memory" and not (o.url or o.host or o.path or o.port) then
+    o.url = os.getenv("HICACHE_TEST_URL")
+  end
+  if o.backend ~= "memory" and not (o.url or o.path) then
     o.host = o.host or os.getenv("HICACHE_TEST_HOST") or "127.0.0.1"
     o.port = o.port or tonumber(os.getenv("HICACHE_TEST_PORT") or 6379)
   end

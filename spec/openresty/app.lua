@@ -368,23 +368,27 @@ end
 
 -- Through spec/helpers/faultproxy.py (args.port), whose connections close
 -- after their first reply: a read on the kept-alive connection is sent
--- again on a new one; a write is not (nil, err, nothing stored).
+-- again on a new one; a write is not (nil, err, nothing stored). A
+-- connection found closed before any reply byte is no failure for the
+-- breaker (failures = 1 would open it at once).
 function t.retry(args)
   local port = tonumber(args.port)
   local r = {}
   assert(cache("direct", { prefix = "or-retry" }):set("k", "v"))
-  local c = assert(hicache.new { host = env.host, port = port, prefix = "or-retry" })
+  local c = assert(hicache.new { host = env.host, port = port, prefix = "or-retry", breaker = { failures = 1 } })
   r.first = c:get("k") -- connection 1: closed 20 ms after this reply
   spin(0.05) -- the close arrives; nginx's loop does not run to see it
   r.get = { c:get("k") } -- connection 1 again, then 2
   r.has_key = { c:has_key("k") }
-  local w = assert(hicache.new { host = env.host, port = port, prefix = "or-retry", timeout = 1.001 })
+  local w = assert(hicache.new { host = env.host, port = port, prefix = "or-retry", timeout = 1.001,
+                                 breaker = { failures = 1 } })
   r.pre = w:set("pre", 1) -- connection 3: SCRIPT LOAD, EVALSHA
   r.warm = w:get("k") -- connection 3: closed 20 ms after this reply
   spin(0.05)
   r.set = { w:set("written", "v") } -- connection 3 again: fails, not sent again
   r.written = { w:get("written") } -- connection 4
   r.stats_errors = w:stats().errors
+  r.breaker = { c:pool_stats().breaker_opens, w:pool_stats().breaker_opens }
   return r
 end
 
@@ -458,6 +462,130 @@ function t.timeout_once()
   local st = c:pool_stats()
   ngx.sleep(0.6) -- the pause ends
   return { v = v, err = err, created = st.created }
+end
+
+-- ---- the circuit breaker ------------------------------------------------------
+
+-- A cache on the private redis-server of the breaker spec (port), made
+-- once per name and worker, and the breaker events it saw. No backoff
+-- (backoff_base = 0): without the breaker every call would connect.
+local brk_events = {}
+local function brk_cache(port, name, breaker)
+  local key = name .. ":" .. port
+  if not caches[key] then
+    local seen = {}
+    brk_events[key] = seen
+    caches[key] = assert(hicache.new {
+      host = env.host, port = tonumber(port), prefix = "or-" .. name, timeout = 0.2,
+      connect_timeout = 0.2, pool = { backoff_base = 0, backoff_max = 0 },
+      breaker = breaker == nil and { failures = 3, probe = 0.1 } or breaker,
+      on_event = function(ev) if ev.op == "breaker" then seen[#seen + 1] = ev.status end end,
+    })
+  end
+  return caches[key], brk_events[key]
+end
+
+local function brk_stats(c)
+  local st = c:pool_stats()
+  return { breaker = st.breaker, opens = st.breaker_opens, probes = st.breaker_probes, errors = st.errors,
+           created = st.created }
+end
+
+local function copy(list)
+  local out = {}
+  for i = 1, #list do out[i] = list[i] end
+  return out
+end
+
+-- Polls f every 50 ms until it returns true (at most s seconds).
+local function eventually(s, f)
+  for _ = 1, s * 20 do
+    if f() then return true end
+    ngx.sleep(0.05)
+  end
+  return false
+end
+
+-- The server is up: one write (warms the pool).
+function t.breaker_up(args)
+  local c = brk_cache(args.port, "brk")
+  return { set = { c:set("k", "v") }, stats = brk_stats(c) }
+end
+
+-- The server is down: connection refused until the breaker opens, then
+-- every call fails at once without connecting (errors counts connects
+-- that failed), in every cache of the same pool; probes go on by timer.
+-- With breaker = false, every call connects and fails as before.
+function t.breaker_down(args)
+  local c, seen = brk_cache(args.port, "brk")
+  local r = { errs = {}, fast = {} }
+  for i = 1, 4 do r.errs[i] = select(2, c:get("k")) end
+  r.opened = brk_stats(c)
+  for i = 1, 20 do r.fast[i] = select(2, c:get("k")) end
+  r.set = { c:set("k", 1) }
+  r.gos = { c:get_or_set("g", function() return "computed" end) }
+  r.reserve = { c:reserve() }
+  r.fast_stats = brk_stats(c)
+  -- another cache with the same settings (another prefix): the same breaker
+  local c2, seen2 = brk_cache(args.port, "brk2")
+  r.other = { c2:get("k") }
+  r.other_stats = brk_stats(c2)
+  r.other_events = copy(seen2)
+  -- probes run by timer (connection refused: it stays open)
+  r.probed = eventually(5, function() return c:pool_stats().breaker_probes >= 2 end)
+  r.probe_stats = brk_stats(c)
+  r.after_probes = { c:get("k") }
+  r.events = copy(seen)
+  -- breaker = false: as before (each call connects and fails)
+  local off = brk_cache(args.port, "brk-off", false)
+  r.off = {}
+  for i = 1, 5 do r.off[i] = select(2, off:get("k")) end
+  r.off_stats = brk_stats(off)
+  return r
+end
+
+-- The server is back: one get (the spec polls it).
+function t.breaker_get(args)
+  local c, seen = brk_cache(args.port, "brk")
+  local v, err = c:get("k")
+  local r = { v = v, err = err, stats = brk_stats(c), events = copy(seen) }
+  if err == nil then
+    r.set = { c:set("k", "back") }
+    r.get = { c:get("k") }
+    local c2, seen2 = brk_cache(args.port, "brk2")
+    r.other = { c2:get("k") }
+    r.other_events = copy(seen2)
+  end
+  return r
+end
+
+-- Timeouts count (CLIENT PAUSE on the main server), in a row: an answered
+-- round resets the count, and Redis error replies do not count.
+function t.breaker_timeouts()
+  local seen = {}
+  local c = assert(hicache.new(opts { prefix = "or-brk-timeouts", timeout = 0.1, connect_timeout = 0.5,
+    breaker = { failures = 3, probe = 0.1 },
+    on_event = function(ev) if ev.op == "breaker" then seen[#seen + 1] = ev.status end end }))
+  local admin = cache("admin")
+  local r = {}
+  r.set = { c:set("k", "v") }
+  r.replies = {}
+  for i = 1, 5 do r.replies[i] = select(2, c:command("NOSUCHCOMMAND")) end
+  r.after_replies = brk_stats(c)
+  assert(admin:command("CLIENT", "PAUSE", "700", "ALL"))
+  r.two = { select(2, c:get("k")), select(2, c:get("k")) }
+  ngx.sleep(0.8) -- the pause ends
+  r.answered = { c:get("k") }
+  assert(admin:command("CLIENT", "PAUSE", "1500", "ALL"))
+  r.two_more = { select(2, c:get("k")), select(2, c:get("k")) }
+  r.after_two_more = brk_stats(c) -- two in a row since the answer: closed
+  r.third = { c:get("k") }
+  r.fast = { c:get("k") }
+  r.opened = brk_stats(c)
+  r.back = eventually(5, function() return select(2, c:get("k")) == nil end)
+  r.closed = brk_stats(c)
+  r.events = copy(seen)
+  return r
 end
 
 -- on_event may yield and call a cache, as on the blocking path (the

@@ -128,7 +128,9 @@ static void record(counters *c, int op, unsigned ev, size_t in, size_t out, int 
 void hc_stats_record(hc_stats *s, int op, unsigned events, const char *k, size_t kn,
                      size_t bytes_in, size_t bytes_out, double t0)
 {
-    double secs = clamp_seconds(hc_now() - t0);
+    /* t0 0: an operation known to take well under the smallest bucket
+     * (an L1 hit served from the memo), recorded there without a clock read */
+    double secs = t0 > 0 ? clamp_seconds(hc_now() - t0) : 0;
     int b = bucket(secs);
     counters *f;
     if (op < 0 || op >= HC_OPS) return;

@@ -29,7 +29,9 @@ hc_stats *hc_stats_new(void);
 void hc_stats_free(hc_stats *s);
 
 /* Records one operation on the user key k (may be NULL): its events, the
- * bytes read and written, and its latency since t0 (hc_now()). */
+ * bytes read and written, and its latency since t0 (hc_now()); t0 0: an
+ * operation that did no I/O and took far less than the smallest bucket (a
+ * lock-free L1 hit), recorded in it without reading the clock. */
 void hc_stats_record(hc_stats *s, int op, unsigned events, const char *k, size_t kn,
                      size_t bytes_in, size_t bytes_out, double t0);
 

@@ -33,6 +33,8 @@ struct hc_xio {
     char *tokens;         /* hex tokens drawn so far, HC_TOKEN_LEN+1 each */
     int ntokens, captokens, token_pos;
     double t0;
+    unsigned long long memo[2]; /* hc_xio_memo: values kept across runs */
+    int nmemo;
 };
 
 static void free_kept(round *rd)
@@ -87,6 +89,7 @@ void hc_xio_reset(hc_xio *x)
     x->got = 0;
     x->state = 0;
     x->ntokens = x->token_pos = 0;
+    x->nmemo = 0;
     x->t0 = 0; /* the next operation's start: its first run (begin_run) */
 }
 
@@ -277,4 +280,19 @@ int hc_xio_tokens(hc_xio *x, char *hex, int n)
         memcpy(hex + (size_t)i * one, x->tokens + (size_t)x->token_pos * one, one);
     }
     return 0;
+}
+
+int hc_xio_memo_get(const hc_xio *x, unsigned long long *a, unsigned long long *b)
+{
+    if (!x->nmemo) return 0;
+    *a = x->memo[0];
+    *b = x->memo[1];
+    return 1;
+}
+
+void hc_xio_memo_set(hc_xio *x, unsigned long long a, unsigned long long b)
+{
+    x->memo[0] = a;
+    x->memo[1] = b;
+    x->nmemo = 1;
 }

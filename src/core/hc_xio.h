@@ -83,6 +83,12 @@ void hc_xio_set_state(hc_xio *x, unsigned state);
 /* n random tokens as hex (hc_tokens_new's format), the same on every run. */
 int hc_xio_tokens(hc_xio *x, char *hex, int n);
 
+/* Two numbers an operation decided on its first run (an L1 fill's
+ * ticket and epoch), kept for its later runs (until reset): _get loads
+ * them (1) or finds none (0); _set keeps them. */
+int hc_xio_memo_get(const hc_xio *x, unsigned long long *a, unsigned long long *b);
+void hc_xio_memo_set(hc_xio *x, unsigned long long a, unsigned long long b);
+
 /* hc_now() when the operation started (its first run; also after a reset). */
 double hc_xio_t0(const hc_xio *x);
 

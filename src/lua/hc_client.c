@@ -12,6 +12,7 @@
 #include "compat.h"
 #include "hc_client.h"
 #include "hc_entry.h"
+#include "hc_l1.h"
 #include "hc_pool.h"
 #include "hc_proto.h"
 #include "hc_time.h"
@@ -161,6 +162,29 @@ int hc_client_run(client *cl, hc_cmdb *b, const int *script, redisReply **replie
     return 0;
 }
 
+/* ---- L1 ---------------------------------------------------------------------- */
+
+void hc_client_l1_drop_args(client *cl, int n, const hc_cmd *cmds)
+{
+    int i, j;
+    if (cl->l1 == NULL) return;
+    for (i = 0; i < n; i++)
+        for (j = 1; j < cmds[i].argc; j++) hc_l1_drop(cl->l1, cmds[i].argv[j], cmds[i].argvlen[j]);
+}
+
+int hc_client_l1_covers(const client *cl, const char *key, size_t kn)
+{
+    int i;
+    if (cl->l1 == NULL) return 0;
+    if (cl->l1_nmatch == 0) return 1;
+    if (kn < cl->ns_len) return 0;
+    key += cl->ns_len;
+    kn -= cl->ns_len;
+    for (i = 0; i < cl->l1_nmatch; i++)
+        if (kn >= cl->l1_match_len[i] && memcmp(key, cl->l1_match[i], cl->l1_match_len[i]) == 0) return 1;
+    return 0;
+}
+
 /* ---- tokens, stats, events ------------------------------------------------ */
 
 /* The user's key in a full key (prefix:version:key): skips prefix:version:. */
@@ -199,6 +223,20 @@ void hc_client_event(lua_State *L, client *cl, int op, unsigned events, const ch
     const char *user = user_key(cl, key, kn, &un);
     if (hc_client_pending(cl)) return;
     if (cl->stats) hc_stats_record(cl->stats, op, events, user, un, bytes_in, bytes_out, t0);
+    if (cl->hook != LUA_NOREF && cl->pool) { /* the breaker changed state since the last event */
+        int state;
+        unsigned seq = hc_pool_breaker(cl->pool, &state);
+        if (seq != cl->brk_seq) {
+            cl->brk_seq = seq;
+            lua_rawgeti(L, LUA_REGISTRYINDEX, cl->hook);
+            lua_createtable(L, 0, 2);
+            lua_pushliteral(L, "breaker");
+            lua_setfield(L, -2, "op");
+            lua_pushstring(L, state == HC_BREAKER_OPEN ? "open" : "closed");
+            lua_setfield(L, -2, "status");
+            lua_call(L, 1, 0);
+        }
+    }
     if (cl->hook != LUA_NOREF) {
         const char *status = events & HC_EV_ERROR ? "error" : events & HC_EV_STALE ? "stale"
                            : events & HC_EV_HIT ? "hit" : events & HC_EV_MISS ? "miss"
@@ -219,7 +257,7 @@ void hc_client_event(lua_State *L, client *cl, int op, unsigned events, const ch
         }
         lua_pushstring(L, status);
         lua_setfield(L, -2, "status");
-        lua_pushnumber(L, (lua_Number)((hc_now() - t0) * 1000.0));
+        lua_pushnumber(L, (lua_Number)(t0 > 0 ? (hc_now() - t0) * 1000.0 : 0)); /* t0 0: see hc_stats_record */
         lua_setfield(L, -2, "ms");
         if (err) {
             lua_pushstring(L, err);

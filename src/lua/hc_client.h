@@ -28,6 +28,14 @@ typedef struct client {
     char sha[HC_SCRIPTS][41]; /* SHA1 of each C-side script once loaded */
     hc_stats *stats;        /* NULL when made with stats = false          */
     int hook;               /* registry ref of opts.on_event, or LUA_NOREF */
+    struct hc_l1 *l1;       /* the pool's L1 near cache, or NULL          */
+    int l1_nmatch;          /* 0: every key; else the user-key prefixes: */
+    char l1_match[16][64];
+    size_t l1_match_len[16];
+    double l1_local_ttl;    /* a value computed while Redis is down lives so long */
+    int memo;               /* registry ref: L1 hits' decoded tables, or LUA_NOREF */
+    int memo_n, memo_max;   /* keys in the memo, and its bound              */
+    unsigned brk_seq;       /* the breaker change last reported by on_event */
     hc_xio *xio;            /* set while core.step runs an operation over an
                                outside transport; NULL: the pool's sockets */
 } client;
@@ -64,6 +72,12 @@ void hc_client_event(lua_State *L, client *cl, int op, unsigned events, const ch
 /* Counts bytes of a value read for an operation the Lua layer records
  * (get_or_set reads through _read): stats only, no event. */
 void hc_client_bytes_in(client *cl, const char *key, size_t kn, size_t bytes_in);
+
+/* L1 (hc_l1.h): drops every argument of the commands (but their names)
+ * from the pool's L1, after raw commands that may have written them. */
+void hc_client_l1_drop_args(client *cl, int n, const hc_cmd *cmds);
+/* 1 when this cache keeps the full key in L1 (its families/prefixes). */
+int hc_client_l1_covers(const client *cl, const char *key, size_t kn);
 
 /* nil, err; returns 2. */
 int hc_fail(lua_State *L, const char *err);
@@ -109,5 +123,8 @@ void hc_lease_register(lua_State *L);
 /* The protocol core for transports written in Lua (hc_lproto.c):
  * core.format, core.reader, core.xio, core.step, core.PENDING. */
 void hc_lproto_register(lua_State *L);
+
+/* The in-process store for specs and benchmarks (hc_lstore.c): core.store. */
+void hc_lstore_register(lua_State *L);
 
 #endif

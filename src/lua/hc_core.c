@@ -12,6 +12,7 @@
 #include "compat.h"
 #include "hc_args.h"
 #include "hc_client.h"
+#include "hc_l1.h"
 #include "hc_entry.h"
 #include "hc_pool.h"
 #include "hc_proto.h"
@@ -70,12 +71,15 @@ static int core_new(lua_State *L)
 
     luaL_checktype(L, 1, LUA_TTABLE);
     memset(&s, 0, sizeof s);
+    lua_getfield(L, 1, "backend");
+    s.memory = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "memory") == 0;
+    lua_pop(L, 1);
     s.host = (char *)opt_string(L, 1, "host");
     s.path = (char *)opt_string(L, 1, "path");
-    if ((s.host == NULL) == (s.path == NULL))
+    if (!s.memory && (s.host == NULL) == (s.path == NULL))
         return luaL_error(L, "exactly one of settings 'host' and 'path' is required");
     s.port = s.host ? opt_int(L, 1, "port", 1, 65535) : 0;
-    s.db = opt_int(L, 1, "db", 0, 1000000);
+    s.db = s.memory ? 0 : opt_int(L, 1, "db", 0, 1000000);
     s.username = (char *)opt_string(L, 1, "username");
     s.password = (char *)opt_string(L, 1, "password");
     s.connect_timeout = opt_number(L, 1, "connect_timeout", 1e-3, day);
@@ -100,6 +104,37 @@ static int core_new(lua_State *L)
     s.lifetime = opt_number(L, 1, "lifetime", 0, day * 365);
     s.backoff_base = opt_number(L, 1, "backoff_base", 0, 60);
     s.backoff_max = opt_number(L, 1, "backoff_max", 0, 3600);
+    lua_getfield(L, 1, "l1_max_bytes");
+    if (!lua_isnil(L, -1) && lua_tonumber(L, -1) > 0) {
+        s.l1_max_bytes = opt_number(L, 1, "l1_max_bytes", 1, 1e15);
+        s.l1_max_items = opt_number(L, 1, "l1_max_items", 0, 1e15);
+        s.l1_ttl = opt_number(L, 1, "l1_ttl", 0, 1e10);
+        s.l1_stale = opt_number(L, 1, "l1_stale", 0, 1e10);
+        lua_getfield(L, 1, "l1_bcast");
+        s.l1_bcast = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        s.l1_prefixes = (char *)opt_string(L, 1, "l1_prefixes");
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "breaker_failures");
+    if (!lua_isnil(L, -1)) {
+        s.breaker_failures = opt_int(L, 1, "breaker_failures", 0, 1000000);
+        s.breaker_probe = opt_number(L, 1, "breaker_probe", 1e-3, 3600);
+    }
+    lua_pop(L, 1);
+    if (s.memory) { /* an in-process node (hc_mem.h): no socket, a connection costs nothing */
+        s.host = s.path = s.username = s.password = NULL;
+        s.port = s.db = s.keepalive = s.tls = 0;
+        s.mem_name = (char *)opt_string(L, 1, "mem_name");
+        if (s.mem_name == NULL) return luaL_error(L, "setting 'mem_name' is required");
+        s.mem_max_bytes = opt_number(L, 1, "mem_max_bytes", 65536, 1e15);
+        s.mem_max_items = opt_number(L, 1, "mem_max_items", 0, 1e15);
+        s.pool_size = 100000; /* no thread ever waits for a connection */
+        s.idle_check = s.idle_poll = 1e12;
+        s.lifetime = s.backoff_base = s.backoff_max = 0;
+        s.l1_max_bytes = 0;
+        s.breaker_failures = 0;
+    }
     {
         static const char *const sers[] = {"msgpack", "json", "raw", NULL};
         const char *prefix = opt_string(L, 1, "prefix");
@@ -120,6 +155,19 @@ static int core_new(lua_State *L)
         cache.version = (long long)opt_number(L, 1, "version", -1e15, 1e15);
         cache.ns_len = hc_name_namespace(cache.ns, cache.prefix, cache.prefix_len, cache.version);
         cache.ttl_ms = (long long)(opt_number(L, 1, "ttl_ms", 0, 1e15));
+        cache.memo = LUA_NOREF;
+        if (s.l1_max_bytes > 0) {
+            const char *m = opt_string(L, 1, "l1_match");
+            cache.l1_local_ttl = opt_number(L, 1, "l1_local_ttl", 0, day);
+            while (m && *m && cache.l1_nmatch < 16) {
+                const char *nl = strchr(m, '\n');
+                size_t n = nl ? (size_t)(nl - m) : strlen(m);
+                if (n == 0 || n >= sizeof cache.l1_match[0]) return luaL_error(L, "setting 'l1_match' is invalid");
+                memcpy(cache.l1_match[cache.l1_nmatch], m, n);
+                cache.l1_match_len[cache.l1_nmatch++] = n;
+                m += n + (nl != NULL);
+            }
+        }
     }
 
     lua_getfield(L, 1, "stats");
@@ -142,6 +190,15 @@ static int core_new(lua_State *L)
         char err[HC_ERRLEN];
         cl->pool = hc_pool_acquire(&s, err, sizeof err); /* copies s; the __gc releases it */
         if (cl->pool == NULL) return hc_fail(L, err);   /* out of memory, a TLS file */
+    }
+    cl->l1 = hc_pool_l1(cl->pool);
+    cl->brk_seq = hc_pool_breaker(cl->pool, &want_stats);
+    if (cl->l1) { /* L1 hits of tables: decoded once per Lua state (hc_read.c) */
+        double items = s.l1_max_items > 0 ? s.l1_max_items : s.l1_max_bytes / 1024;
+        lua_newtable(L);
+        cl->memo = luaL_ref(L, LUA_REGISTRYINDEX);
+        cl->memo_n = 0;
+        cl->memo_max = items < 256 ? 256 : items > 65536 ? 65536 : (int)items;
     }
     return 1;
 }
@@ -176,10 +233,13 @@ static int client_command(lua_State *L)
     char err[HC_ERRLEN];
     redisReply *r;
     hc_cmd cmd;
+    int rc;
 
     hc_args_from_stack(L, 2, lua_gettop(L), &cmd, argv, lens);
     if (cl->pool == NULL) return hc_fail(L, "closed");
-    if (hc_client_exec(cl, 1, &cmd, &r, err) != 0) return hc_fail(L, err);
+    rc = hc_client_exec(cl, 1, &cmd, &r, err);
+    hc_client_l1_drop_args(cl, 1, &cmd);
+    if (rc != 0) return hc_fail(L, err);
     return hc_reply_push_one(L, r);
 }
 
@@ -198,7 +258,11 @@ static int client_pipeline(lua_State *L)
         lua_newtable(L);
         return 1;
     }
-    if (hc_client_exec(cl, n, cmds, r, err) != 0) return hc_fail(L, err);
+    {
+        int rc = hc_client_exec(cl, n, cmds, r, err);
+        hc_client_l1_drop_args(cl, n, cmds);
+        if (rc != 0) return hc_fail(L, err);
+    }
     return hc_reply_push_list(L, r, n);
 }
 
@@ -246,6 +310,31 @@ static int client_pool_stats(lua_State *L)
     set_int(L, "waits", st.waits);
     set_int(L, "exhausted", st.exhausted);
     set_int(L, "health_checks", st.health_checks);
+    lua_pushstring(L, st.breaker == HC_BREAKER_OPEN ? "open" : "closed");
+    lua_setfield(L, -2, "breaker");
+    set_int(L, "breaker_opens", st.breaker_opens);
+    set_int(L, "breaker_probes", st.breaker_probes);
+    if (cl->l1) {
+        hc_l1_stats ls;
+        hc_l1_get_stats(cl->l1, &ls);
+        lua_createtable(L, 0, 16);
+        lua_pushboolean(L, ls.up);
+        lua_setfield(L, -2, "tracking");
+        set_int(L, "hits", ls.store.hits);
+        set_int(L, "misses", ls.store.misses);
+        set_int(L, "stale_hits", ls.store.stale_hits);
+        set_int(L, "evictions", ls.store.evictions);
+        set_int(L, "expired", ls.store.expired);
+        set_int(L, "fills_cancelled", ls.store.fills_cancelled);
+        set_int(L, "bytes", ls.store.bytes);
+        set_int(L, "items", ls.store.items);
+        set_int(L, "max_bytes", ls.store.max_bytes);
+        set_int(L, "invalidations", ls.invalidations);
+        set_int(L, "flushes", ls.flushes);
+        set_int(L, "distrusts", ls.distrusts);
+        set_int(L, "subscriptions", ls.reconnects);
+        lua_setfield(L, -2, "l1");
+    }
     return 1;
 }
 
@@ -306,12 +395,15 @@ static int client_gc(lua_State *L)
 {
     client *cl = hc_check_client(L);
     if (cl->pool) {
+        cl->l1 = NULL;
         hc_pool_release(cl->pool);
         cl->pool = NULL;
     }
     hc_stats_free(cl->stats);
     cl->stats = NULL;
     if (cl->hook != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, cl->hook);
+    if (cl->memo != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, cl->memo);
+    cl->memo = LUA_NOREF;
     cl->hook = LUA_NOREF;
     return 0;
 }
@@ -320,6 +412,7 @@ static int client_close(lua_State *L)
 {
     client *cl = hc_check_client(L);
     if (cl->pool) {
+        cl->l1 = NULL;
         hc_pool_release(cl->pool);
         cl->pool = NULL;
     }
@@ -336,7 +429,9 @@ static void push_endpoint(lua_State *L, hc_pool *p)
         return;
     }
     s = hc_pool_settings(p);
-    if (s->path)
+    if (s->memory)
+        lua_pushfstring(L, "memory://%s", s->mem_name);
+    else if (s->path)
         lua_pushfstring(L, "unix://%s%s%s?db=%d", s->username ? s->username : "",
                         s->username ? "@" : "", s->path, s->db);
     else
@@ -547,6 +642,7 @@ int luaopen_hicache_core(lua_State *L)
     lua_setfield(L, -2, "Conn");
     hc_keys_register(L);
     hc_lproto_register(L);
+    hc_lstore_register(L);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
     lua_createtable(L, 0, 10); /* event bits for cache:_record */

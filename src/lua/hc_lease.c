@@ -11,7 +11,14 @@
  *   _wait      block until the key's filler wakes us, or clear() /
  *              delete_pattern() moved the epoch on (which wakes everyone)
  *   _wake      pass a wake-up on to the next waiter
+ *   _block     a lock waiter: block until a release wakes us
  *   _eval      the lock scripts (their key names: _lock_names, hc_cache.c)
+ *
+ * A wait (_wait, _block) of s seconds is one BLPOP whose read timeout is
+ * s plus the command timeout: it returns at most one command timeout
+ * after s, also when Redis does not answer (stopped, DEBUG SLEEP, CLIENT
+ * PAUSE). The callers bound s by what is left of their own wait, so a
+ * waiter never waits longer than its wait + one command timeout.
  */
 #include <stdio.h>
 #include <string.h>
@@ -266,35 +273,59 @@ static int push_wake(client *cl, const char *list, size_t ln, char *err)
     return 0;
 }
 
+/* BLPOP lists[0..n-1] s seconds (ms precision: the command takes
+ * seconds), with a read timeout of s + the command timeout. 0 with *r,
+ * or -1 with err. */
+static int blpop(client *cl, int n, const char **lists, const size_t *lens, double s, redisReply **r, char *err)
+{
+    const char *argv[4];
+    size_t alens[4];
+    char secs[32];
+    double slack = cl->pool ? hc_pool_settings(cl->pool)->timeout : 1;
+    hc_cmd c;
+    int i;
+    argv[0] = "BLPOP";
+    alens[0] = 5;
+    for (i = 0; i < n; i++) {
+        argv[i + 1] = lists[i];
+        alens[i + 1] = lens[i];
+    }
+    argv[n + 1] = secs;
+    alens[n + 1] = (size_t)snprintf(secs, sizeof secs, "%.3f", s < 0.001 ? 0.001 : s);
+    c.argc = n + 2;
+    c.argv = argv;
+    c.argvlen = alens;
+    return hc_client_exec_timeout(cl, 1, &c, r, err, s + slack);
+}
+
+/* The seconds argument of a wait: > 0 and at most a day. */
+static double wait_arg(lua_State *L, int idx)
+{
+    double s = (double)luaL_checknumber(L, idx);
+    if (!(s > 0 && s <= 86400)) luaL_argerror(L, idx, "seconds must be > 0 and <= 86400");
+    return s;
+}
+
 /* cache:_wait(key, epoch, seconds) -> "key" (the filler woke us) |
  * "epoch" (clear or delete_pattern did; passed on to the next waiter) |
- * false (timed out) | nil, err. Blocks at most seconds (BLPOP on both
- * lists, on a connection whose command timeout covers the wait). */
+ * false (timed out) | nil, err. Blocks at most seconds + the command
+ * timeout (BLPOP on both lists). */
 static int cache_wait(lua_State *L)
 {
     client *cl = hc_check_client(L);
-    char key[HC_FULLKEY_MAX], wake[HC_NAME_MAX], ewake[HC_NAME_MAX], secs[32], err[HC_ERRLEN];
+    char key[HC_FULLKEY_MAX], wake[HC_NAME_MAX], ewake[HC_NAME_MAX], err[HC_ERRLEN];
     size_t kn = hc_key_arg(L, cl, 2, key), en;
     const char *epoch = small_arg(L, 3, &en);
-    double s = (double)luaL_checknumber(L, 4);
-    const char *argv[4];
-    size_t lens[4];
+    double s = wait_arg(L, 4);
+    const char *lists[2];
+    size_t lens[2];
     redisReply *r;
-    hc_cmd c;
     int by_epoch;
-    if (!(s > 0 && s <= 86400)) return luaL_argerror(L, 4, "seconds must be > 0 and <= 86400");
-    argv[0] = "BLPOP";
-    lens[0] = 5;
-    argv[1] = wake;
-    lens[1] = wake_name(cl, key, kn, wake);
-    argv[2] = ewake;
-    lens[2] = hc_epoch_wake_name(cl, epoch, en, ewake);
-    argv[3] = secs;
-    lens[3] = (size_t)snprintf(secs, sizeof secs, "%.3f", s < 0.001 ? 0.001 : s);
-    c.argc = 4;
-    c.argv = argv;
-    c.argvlen = lens;
-    if (hc_client_exec_timeout(cl, 1, &c, &r, err, s + 1) != 0) return hc_fail(L, err);
+    lists[0] = wake;
+    lens[0] = wake_name(cl, key, kn, wake);
+    lists[1] = ewake;
+    lens[1] = hc_epoch_wake_name(cl, epoch, en, ewake);
+    if (blpop(cl, 2, lists, lens, s, &r, err) != 0) return hc_fail(L, err);
     if (r->type == REDIS_REPLY_NIL) {
         freeReplyObject(r);
         lua_pushboolean(L, 0);
@@ -302,10 +333,32 @@ static int cache_wait(lua_State *L)
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING)
         return hc_unexpected(L, r);
-    by_epoch = r->element[0]->len == lens[2] && memcmp(r->element[0]->str, ewake, lens[2]) == 0;
+    by_epoch = r->element[0]->len == lens[1] && memcmp(r->element[0]->str, ewake, lens[1]) == 0;
     freeReplyObject(r);
-    if (by_epoch && push_wake(cl, ewake, lens[2], err) != 0) return hc_fail(L, err);
+    if (by_epoch && push_wake(cl, ewake, lens[1], err) != 0) return hc_fail(L, err);
     lua_pushstring(L, by_epoch ? "epoch" : "key");
+    return 1;
+}
+
+/* cache:_block(list, seconds) -> true (a token was popped) | false (timed
+ * out) | nil, err: a lock waiter's wait for a release (lock.lua), at most
+ * seconds + the command timeout. list: the lock's wake-up list, as
+ * _lock_names gives it. */
+static int cache_block(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char err[HC_ERRLEN];
+    size_t ln;
+    const char *list = luaL_checklstring(L, 2, &ln);
+    double s = wait_arg(L, 3);
+    redisReply *r;
+    int popped;
+    if (ln < 1 || ln > HC_NAME_MAX) return luaL_argerror(L, 2, "list name expected");
+    if (blpop(cl, 1, &list, &ln, s, &r, err) != 0) return hc_fail(L, err);
+    if (r->type != REDIS_REPLY_NIL && r->type != REDIS_REPLY_ARRAY) return hc_unexpected(L, r);
+    popped = r->type == REDIS_REPLY_ARRAY;
+    freeReplyObject(r);
+    lua_pushboolean(L, popped);
     return 1;
 }
 
@@ -352,6 +405,7 @@ static const luaL_Reg lease_methods[] = {
     {"_release", cache_release},
     {"_wait", cache_wait},
     {"_wake", cache_wake},
+    {"_block", cache_block},
     {"_eval", cache_eval},
     {NULL, NULL}};
 

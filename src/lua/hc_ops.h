@@ -66,6 +66,12 @@ typedef struct hc_got {
     redisReply *r;   /* the GET reply (the caller frees it)              */
     int present;     /* the key holds something                          */
     int visible;     /* ... that reads may return: decode r->str         */
+    int l1;          /* 1: a fresh L1 copy, 2: a stale one (Redis down)   */
+    unsigned long long stamp; /* the L1 entry's stamp (l1 != 0)         */
+    unsigned long long l1_seq; /* ... its shard's change counter, shard, */
+    unsigned l1_shard, l1_epoch; /* trust epoch, expiry and size          */
+    double l1_expires;
+    size_t l1_len;
 } hc_got;
 
 /* GET v (and MGET of want's tag keys, in the same round trip) and, for a

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hc_l1.h"
 #include "hc_ops.h"
 #include "hc_reply.h"
 #include "hc_time.h"
@@ -33,6 +34,119 @@ static int check_tags(client *cl, const hc_entry *e, int *visible, char *err)
     return 0;
 }
 
+/* ---- L1 ------------------------------------------------------------------ */
+
+/* A reply object that owns a copy read from the L1 (freeReplyObject frees
+ * both); NULL when out of memory (the copy is freed). */
+static redisReply *l1_reply(hc_store_val *sv)
+{
+    redisReply *r = calloc(1, sizeof *r);
+    if (r && sv->data == NULL) sv->data = calloc(1, 1);
+    if (r == NULL || sv->data == NULL) {
+        free(r);
+        free(sv->data);
+        return NULL;
+    }
+    r->type = REDIS_REPLY_STRING;
+    r->str = sv->data;
+    r->len = sv->len;
+    return r;
+}
+
+/* The L1 copy of v (stale: also a copy past its freshness, for when Redis
+ * cannot be reached). 1 found (g filled), 0 not, -1 out of memory. */
+static int l1_lookup(client *cl, const char *v, size_t vn, int stale, hc_got *g)
+{
+    hc_store_val sv;
+    int st = hc_l1_get(cl->l1, v, vn, stale, 0, &sv);
+    if (st == HC_STORE_MISS) return 0;
+    if (sv.flags & HC_L1_TAGGED) { /* not kept today; never served */
+        free(sv.data);
+        return 0;
+    }
+    g->stamp = sv.stamp;
+    g->l1_seq = sv.seq;
+    g->l1_shard = sv.shard;
+    g->l1_expires = sv.expires;
+    g->l1_len = sv.len;
+    g->l1_epoch = HC_L1_EPOCH(sv.flags);
+    if ((g->r = l1_reply(&sv)) == NULL) return -1;
+    g->present = g->visible = 1;
+    g->l1 = st == HC_STORE_HIT ? 1 : 2;
+    return 1;
+}
+
+/* The read of an untagged entry through L1: a fresh copy is served
+ * without I/O; otherwise GET + PTTL with the key marked as filling, and
+ * an untagged value found is kept (unless an invalidation came between).
+ * When Redis cannot be reached, a stale copy within stale_if_error is
+ * served (g->l1 = 2). */
+static int l1_read(client *cl, const char *v, size_t vn, hc_got *g, char *err)
+{
+    const char *argv[4] = {"GET", v, "PTTL", v};
+    size_t lens[4] = {3, vn, 4, vn};
+    redisReply *r[2] = {NULL, NULL};
+    long long pttl = -1;
+    uint32_t epoch;
+    uint64_t ticket;
+    hc_cmd c[2];
+    hc_entry e;
+    int rc;
+    rc = l1_lookup(cl, v, vn, 0, g);
+    if (rc != 0) {
+        if (rc < 0) snprintf(err, HC_ERRLEN, "out of memory");
+        return rc < 0 ? -1 : 0;
+    }
+    hc_pool_l1_ready(cl->pool);
+    if (cl->xio) { /* runs of one operation over a Lua transport: one mark, set before the GET is sent */
+        unsigned long long a, b;
+        if (hc_xio_memo_get(cl->xio, &a, &b)) {
+            ticket = a;
+            epoch = (uint32_t)b;
+        } else {
+            ticket = hc_l1_fill_begin(cl->l1, v, vn, &epoch);
+            hc_xio_memo_set(cl->xio, ticket, epoch);
+        }
+    } else {
+        ticket = hc_l1_fill_begin(cl->l1, v, vn, &epoch);
+    }
+    c[0].argc = c[1].argc = 2;
+    c[0].argv = argv;
+    c[1].argv = argv + 2;
+    c[0].argvlen = lens;
+    c[1].argvlen = lens + 2;
+    if (hc_client_exec(cl, ticket ? 2 : 1, c, r, err) != 0) {
+        if (hc_client_pending(cl)) return -1; /* the round is on its way: the mark stays */
+        hc_l1_fill_abort(cl->l1, v, vn, ticket);
+        rc = l1_lookup(cl, v, vn, 1, g); /* Redis is unreachable: a stale copy? */
+        if (rc < 0) snprintf(err, HC_ERRLEN, "out of memory");
+        return rc > 0 ? 0 : -1;
+    }
+    if (r[1]) {
+        if (r[1]->type == REDIS_REPLY_INTEGER) pttl = r[1]->integer;
+        freeReplyObject(r[1]);
+    }
+    g->r = r[0];
+    if (r[0]->type != REDIS_REPLY_STRING) {
+        hc_l1_fill_abort(cl->l1, v, vn, ticket);
+        return 0;
+    }
+    g->present = 1;
+    if (hc_entry_parse(r[0]->str, r[0]->len, 1, &e, NULL) != HC_ENTRY_OK || e.tags.n == 0) {
+        g->visible = 1;
+        hc_l1_fill_end(cl->l1, v, vn, ticket, epoch, r[0]->str, r[0]->len, 0, pttl);
+        return 0;
+    }
+    /* a tagged entry: checked in Redis, not kept in L1 */
+    hc_l1_fill_abort(cl->l1, v, vn, ticket);
+    if (check_tags(cl, &e, &g->visible, err) != 0) {
+        freeReplyObject(r[0]);
+        g->r = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 int hc_read_one(client *cl, const char *v, size_t vn, const hc_taglist *want, hc_got *g, char *err)
 {
     redisReply *r[2] = {NULL, NULL};
@@ -40,6 +154,9 @@ int hc_read_one(client *cl, const char *v, size_t vn, const hc_taglist *want, hc
     int rc = 0;
     g->r = NULL;
     g->present = g->visible = 0;
+    g->l1 = 0;
+    g->stamp = 0;
+    if (want == NULL && hc_client_l1_covers(cl, v, vn)) return l1_read(cl, v, vn, g, err);
     if (want == NULL) { /* the hot path: one GET, no allocation */
         const char *argv[2] = {"GET", v};
         size_t lens[2] = {3, vn};
@@ -122,6 +239,97 @@ int hc_entries_visible(client *cl, int n, const char *const *p, const size_t *le
 
 /* ---- get ------------------------------------------------------------------ */
 
+/* The memo of an L1 cache: for each key whose L1 copy decoded to a table,
+ * {table, rec}. rec says which store entry the table was decoded from and
+ * how to tell, without a lock, that the entry is still there unchanged
+ * (hc_store_seq). Bounded: emptied when it reaches cl->memo_max keys. */
+typedef struct memo_rec {
+    unsigned long long stamp, seq;
+    double expires;
+    size_t len;
+    unsigned shard, epoch;
+} memo_rec;
+
+static void memo_fill(memo_rec *m, const hc_got *g)
+{
+    m->stamp = g->stamp;
+    m->seq = g->l1_seq;
+    m->expires = g->l1_expires;
+    m->len = g->l1_len;
+    m->shard = g->l1_shard;
+    m->epoch = g->l1_epoch;
+}
+
+/* The L1 hit of a table this Lua state decoded before: when the memo holds
+ * a table for key and L1 still holds the very entry it was decoded from
+ * (its shard unchanged since -- no lock --, or the same stamp found under
+ * the lock), pushes it (1); else 0, stack unchanged. *in: its size. */
+static int l1_memo_hit(lua_State *L, client *cl, const char *key, size_t kn, size_t *in)
+{
+    hc_store_val sv;
+    memo_rec *m;
+    int st;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cl->memo);
+    lua_pushlstring(L, key, kn);
+    lua_rawget(L, -2);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    lua_rawgeti(L, -1, 2);
+    m = (memo_rec *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (m == NULL) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    if (!hc_l1_unchanged(cl->l1, m->shard, m->seq, m->epoch, m->expires)) {
+        st = hc_l1_get(cl->l1, key, kn, 0, m->stamp, &sv);
+        if (st != HC_STORE_HIT || sv.stamp != m->stamp || (sv.flags & HC_L1_TAGGED)) {
+            if (st != HC_STORE_MISS) free(sv.data);
+            lua_pop(L, 2);
+            return 0;
+        }
+        m->seq = sv.seq; /* the same entry: its shard moved on for another key */
+        m->shard = sv.shard;
+        m->epoch = HC_L1_EPOCH(sv.flags);
+        m->expires = sv.expires;
+    }
+    *in = m->len;
+    lua_rawgeti(L, -1, 1);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* Decodes an L1 copy (frees g->r) and remembers a table in the memo. */
+static int l1_memo_push(lua_State *L, client *cl, const char *key, size_t kn, hc_got *g)
+{
+    int n = hc_push_decoded(L, cl, g->r->str, g->r->len, g->r);
+    g->r = NULL;
+    if (n == 1 && lua_istable(L, -1) && g->l1 == 1) {
+        memo_rec *m;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, cl->memo);
+        if (++cl->memo_n > cl->memo_max) { /* full: start again */
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, LUA_REGISTRYINDEX, cl->memo);
+            cl->memo_n = 1;
+        }
+        lua_pushlstring(L, key, kn);
+        lua_createtable(L, 2, 0);
+        lua_pushvalue(L, -4);
+        lua_rawseti(L, -2, 1);
+        m = (memo_rec *)lua_newuserdata(L, sizeof *m);
+        memo_fill(m, g);
+        lua_rawseti(L, -2, 2);
+        lua_rawset(L, -3);
+        lua_pop(L, 1);
+    }
+    return n;
+}
+
 /* cache:get(key, default, opts) -> value | default (miss) | nil, err */
 static int cache_get(lua_State *L)
 {
@@ -135,6 +343,11 @@ static int cache_get(lua_State *L)
     lua_settop(L, 4);
     has_want = hc_opts_tags(L, 4, 4, &want, hc_opts_tags_only);
     kn = hc_key_arg(L, cl, 2, key);
+    if (!has_want && cl->memo != LUA_NOREF && hc_client_l1_covers(cl, key, kn)) {
+        size_t in;
+        if (l1_memo_hit(L, cl, key, kn, &in)) /* no I/O, no clock: see hc_stats_record */
+            return HC_OBSERVED(cl) ? hc_observe(L, cl, HC_OP_GET, HC_EV_HIT, key, kn, in, 0, 0, 1) : 1;
+    }
     t0 = HC_OBSERVED(cl) ? hc_client_t0(cl) : 0;
     if (hc_read_one(cl, key, kn, has_want ? &want : NULL, &g, err) != 0) {
         n = hc_fail(L, err);
@@ -142,8 +355,13 @@ static int cache_get(lua_State *L)
     }
     if (g.visible) {
         size_t in = g.r->len;
-        n = hc_push_decoded(L, cl, g.r->str, g.r->len, g.r);
-        return HC_OBSERVED(cl) ? hc_observe(L, cl, HC_OP_GET, HC_EV_HIT, key, kn, in, 0, t0, n) : n;
+        unsigned ev = g.l1 == 2 ? HC_EV_HIT | HC_EV_STALE : HC_EV_HIT;
+        if (g.l1 && cl->memo != LUA_NOREF) {
+            n = l1_memo_push(L, cl, key, kn, &g);
+        } else {
+            n = hc_push_decoded(L, cl, g.r->str, g.r->len, g.r);
+        }
+        return HC_OBSERVED(cl) ? hc_observe(L, cl, HC_OP_GET, ev, key, kn, in, 0, t0, n) : n;
     }
     if (g.r->type != REDIS_REPLY_NIL && g.r->type != REDIS_REPLY_STRING) {
         n = hc_unexpected(L, g.r);
@@ -520,12 +738,34 @@ static int expire_raw(lua_State *L)
 }
 
 static int cache_ttl(lua_State *L) { return hc_call_observed(L, ttl_raw, HC_OP_TTL, 0); }
-static int cache_expire(lua_State *L) { return hc_call_observed(L, expire_raw, HC_OP_EXPIRE, 0); }
+/* A changed TTL: this process's L1 copy (sized to the old one) goes. */
+static void l1_drop_arg(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char key[HC_FULLKEY_MAX];
+    const char *why;
+    size_t kn;
+    if (cl->l1 == NULL) return;
+    kn = hc_key_compose(L, cl, cl->version, 2, key, &why);
+    if (kn > 0) hc_l1_drop(cl->l1, key, kn);
+}
+
+static int cache_expire(lua_State *L)
+{
+    int n = hc_call_observed(L, expire_raw, HC_OP_EXPIRE, 0);
+    l1_drop_arg(L);
+    return n;
+}
 
 static int persist_raw(lua_State *L) { return probe_bool(L, "PERSIST", 0); }
 
 /* cache:persist(key) -> true (a TTL was removed) | false | nil, err */
-static int cache_persist(lua_State *L) { return hc_call_observed(L, persist_raw, HC_OP_EXPIRE, 0); }
+static int cache_persist(lua_State *L)
+{
+    int n = hc_call_observed(L, persist_raw, HC_OP_EXPIRE, 0);
+    l1_drop_arg(L);
+    return n;
+}
 
 /* ---- get_or_set's read, keys()'s filter -------------------------------------- */
 
@@ -675,6 +915,24 @@ static int cache_visible(lua_State *L)
     return 1;
 }
 
+/* cache:_l1_keep(key, bytes): get_or_set computed a value while Redis could
+ * not be reached; with an L1 it is kept l1.local_ttl seconds, served only
+ * while Redis stays unreachable. -> true (kept) | false (no L1) */
+static int cache_l1_keep(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char key[HC_FULLKEY_MAX];
+    size_t kn = hc_key_arg(L, cl, 2, key), bn;
+    const char *bytes = luaL_checklstring(L, 3, &bn);
+    if (cl->l1 == NULL || cl->l1_local_ttl <= 0) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    hc_l1_keep_local(cl->l1, key, kn, bytes, bn, cl->l1_local_ttl);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static const luaL_Reg read_methods[] = {
     {"get", cache_get},
     {"get_many", cache_get_many},
@@ -684,6 +942,7 @@ static const luaL_Reg read_methods[] = {
     {"touch", cache_expire},
     {"persist", cache_persist},
     {"_read", cache_read},
+    {"_l1_keep", cache_l1_keep},
     {"_visible", cache_visible},
     {NULL, NULL}};
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hc_l1.h"
 #include "hc_ops.h"
 #include "hc_time.h"
 
@@ -152,6 +153,8 @@ static int wr_exec(hc_wr *w, client *cl, hc_cmdb *extra, const int *extra_script
             }
     }
     rc = hc_client_run(cl, &b, ids, r, err);
+    if (cl->l1 && !b.oom) /* this process's L1 drops what it wrote, whatever the outcome */
+        for (i = 0; i < w->keys.nargs; i++) hc_l1_drop(cl->l1, w->keys.argv[i], w->keys.lens[i]);
     hc_cmdb_free(&b);
     hc_wr_free(w);
     if (rc != 0) return -1;

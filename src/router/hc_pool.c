@@ -1,8 +1,13 @@
 /* hc_pool.c -- connection pools and their registry (see hc_pool.h). */
 #include "hc_pool.h"
+#include "hc_l1.h"
+#include "hc_mem.h"
 #include "hc_time.h"
 
 #include <math.h>
+#include <signal.h>
+#include <stdint.h>
+#include <time.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +17,8 @@
 struct hc_pool {
     hc_settings s;          /* deep copy, immutable after creation     */
     hc_tls_ctx *tls;        /* shared by its TLS connections, or NULL  */
+    hc_mnode *mem;          /* backend = "memory": the node its connections run
+                               on, from the first connect (hc_mnode_current) */
     pthread_mutex_t mu;
     pthread_cond_t cv;      /* signalled when a slot or conn frees up  */
     int refs;               /* guarded by the registry mutex           */
@@ -24,6 +31,14 @@ struct hc_pool {
     int failures;           /* consecutive connect failures            */
     double retry_at;        /* no connect attempt before this time     */
     char last_err[HC_ERRLEN];
+    hc_l1 *l1;              /* the L1 near cache, or NULL (own mutex)   */
+    /* the circuit breaker (hc_pool.h), guarded by mu */
+    int brk_state;          /* HC_BREAKER_*                             */
+    int brk_fails;          /* consecutive failures while closed        */
+    double brk_probe_at;    /* next half-open probe                     */
+    int brk_probing;        /* the prober thread runs                   */
+    unsigned brk_seq;       /* moves on at every change of state        */
+    unsigned long long brk_opens, brk_probes;
     unsigned long long created, closed, errors, waits, exhausted, health_checks;
 };
 
@@ -35,6 +50,8 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
  * longer caches it). Written only by register_atfork (under pthread_once)
  * and by the atfork child handler, when the child has a single thread. */
 static pid_t self_pid;
+
+static void untrack(hc_pool *p, const hc_conn *c);
 
 /* ---- fork(2): hold every lock across it, release on both sides ------- */
 
@@ -91,7 +108,13 @@ static int settings_eq(const hc_settings *a, const hc_settings *b)
            a->tls_verify == b->tls_verify && str_eq(a->tls_ca_file, b->tls_ca_file) &&
            str_eq(a->tls_ca_path, b->tls_ca_path) && str_eq(a->tls_cert_file, b->tls_cert_file) &&
            str_eq(a->tls_key_file, b->tls_key_file) &&
-           str_eq(a->tls_server_name, b->tls_server_name);
+           str_eq(a->tls_server_name, b->tls_server_name) &&
+           a->l1_max_bytes == b->l1_max_bytes && a->l1_max_items == b->l1_max_items &&
+           a->l1_ttl == b->l1_ttl && a->l1_stale == b->l1_stale && a->l1_bcast == b->l1_bcast &&
+           str_eq(a->l1_prefixes, b->l1_prefixes) && a->breaker_failures == b->breaker_failures &&
+           a->breaker_probe == b->breaker_probe && a->memory == b->memory &&
+           str_eq(a->mem_name, b->mem_name) && a->mem_max_bytes == b->mem_max_bytes &&
+           a->mem_max_items == b->mem_max_items;
 }
 
 static int dup_str(char **dst, const char *src)
@@ -120,6 +143,8 @@ static void settings_free(hc_settings *s)
     free(s->tls_cert_file);
     free(s->tls_key_file);
     free(s->tls_server_name);
+    free(s->l1_prefixes);
+    free(s->mem_name);
 }
 
 static int settings_copy(hc_settings *dst, const hc_settings *src)
@@ -131,7 +156,8 @@ static int settings_copy(hc_settings *dst, const hc_settings *src)
         dup_str(&dst->tls_ca_path, src->tls_ca_path) |
         dup_str(&dst->tls_cert_file, src->tls_cert_file) |
         dup_str(&dst->tls_key_file, src->tls_key_file) |
-        dup_str(&dst->tls_server_name, src->tls_server_name)) {
+        dup_str(&dst->tls_server_name, src->tls_server_name) |
+        dup_str(&dst->l1_prefixes, src->l1_prefixes) | dup_str(&dst->mem_name, src->mem_name)) {
         settings_free(dst);
         return -1;
     }
@@ -164,6 +190,12 @@ static hc_pool *pool_new(const hc_settings *s, char *err, size_t errlen)
             return NULL;
         }
     }
+    if (s->l1_max_bytes > 0 && (p->l1 = hc_l1_new(&p->s, p->tls, err, errlen)) == NULL) {
+        hc_tls_ctx_free(p->tls);
+        settings_free(&p->s);
+        free(p);
+        return NULL;
+    }
     pthread_mutex_init(&p->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -183,6 +215,7 @@ hc_pool *hc_pool_acquire(const hc_settings *s, char *err, size_t errlen)
     if (p == NULL && (p = pool_new(s, err, errlen)) != NULL) {
         p->next = registry;
         registry = p;
+        if (p->l1) hc_l1_start(p->l1); /* subscribes in the background */
     }
     if (p) p->refs++;
     pthread_mutex_unlock(&registry_mu);
@@ -217,6 +250,8 @@ void hc_pool_release(hc_pool *p)
         p->idle = c->next;
         hc_conn_close(c);
     }
+    hc_l1_free(p->l1);
+    hc_mnode_release(p->mem);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     hc_tls_ctx_free(p->tls);
@@ -246,6 +281,11 @@ static void check_fork(hc_pool *p)
     p->n_idle = p->n_in_use = p->n_connecting = 0;
     p->failures = 0;
     p->retry_at = 0;
+    p->brk_state = HC_BREAKER_CLOSED;
+    p->brk_fails = p->brk_probing = 0;
+    p->brk_opens = p->brk_probes = 0;
+    p->brk_seq++;
+    if (p->l1) hc_l1_forked(p->l1);
     p->created = p->closed = p->errors = p->waits = p->exhausted = p->health_checks = 0;
 }
 
@@ -271,8 +311,17 @@ static hc_conn *take_idle(hc_pool *p, int poll_all)
         c->next = NULL;
         if (expired(p, c, now) || (poll_it && !hc_conn_usable(c))) {
             p->closed++;
+            untrack(p, c);
             hc_conn_close(c);
             continue;
+        }
+        if (p->l1 && !p->s.l1_bcast) {
+            unsigned g = hc_l1_sub_gen(p->l1);
+            if (g != 0 && c->track_epoch != g) { /* tracked to a subscription that is gone */
+                p->closed++;
+                hc_conn_close(c);
+                continue;
+            }
         }
         p->n_in_use++;
         if (now - c->last_used > p->s.idle_check) {
@@ -285,6 +334,7 @@ static hc_conn *take_idle(hc_pool *p, int poll_all)
                 p->n_in_use--;
                 p->closed++;
                 p->errors++;
+                untrack(p, c);
                 hc_conn_close(c);
                 pthread_cond_signal(&p->cv);
                 continue;
@@ -293,6 +343,157 @@ static hc_conn *take_idle(hc_pool *p, int poll_all)
         c->reused = 1;
         return c;
     }
+    return NULL;
+}
+
+/* ---- L1 tracking and the circuit breaker --------------------------------- */
+
+/* A tracked connection is going away: Redis forgets the keys it tracked,
+ * so what was filled through it can no longer be trusted. */
+static void untrack(hc_pool *p, const hc_conn *c)
+{
+    if (p->l1 && !p->s.l1_bcast && c->track_epoch != 0 && c->track_epoch == hc_l1_sub_gen(p->l1)) hc_l1_distrust(p->l1);
+}
+
+/* CLIENT TRACKING on a connection just opened (no mutex held): -1 with
+ * err when the connection broke. */
+static int track(hc_pool *p, hc_conn *c, char *err, size_t errlen)
+{
+    const char *argv[8 + 32];
+    size_t lens[8 + 32];
+    char idbuf[24];
+    unsigned gen;
+    redisReply *r;
+    hc_cmd cmd;
+    long long id;
+    if (p->l1 == NULL || p->s.l1_bcast) return 0; /* BCAST: the L1 thread's own connection */
+    id = hc_l1_redirect(p->l1, &gen);
+    c->track_epoch = 0;
+    if (id == 0) return 0; /* nothing fills L1 while the subscription is down */
+    cmd.argc = hc_l1_tracking_argv(p->l1, id, idbuf, argv, lens, 8 + 32);
+    cmd.argv = argv;
+    cmd.argvlen = lens;
+    if (hc_conn_exec(c, 1, &cmd, &r, err, errlen) != 0) return -1;
+    if (r->type == REDIS_REPLY_ERROR) hc_l1_distrust(p->l1); /* the redirect is gone: the thread will see */
+    else c->track_epoch = gen;
+    freeReplyObject(r);
+    c->state = 0; /* tracking is how the pool opens its connections, not a user's state */
+    return 0;
+}
+
+static void *prober_main(void *arg);
+
+/* A failure seen while closed (mu held): 1 when the breaker just opened
+ * and the caller must start the prober (after unlocking). */
+static int brk_failure(hc_pool *p)
+{
+    hc_conn *c;
+    if (p->s.breaker_failures <= 0 || p->brk_state != HC_BREAKER_CLOSED) return 0;
+    if (++p->brk_fails < p->s.breaker_failures) return 0;
+    p->brk_state = HC_BREAKER_OPEN;
+    p->brk_seq++;
+    p->brk_opens++;
+    p->brk_probe_at = hc_now() + p->s.breaker_probe;
+    while ((c = p->idle) != NULL) { /* they lead to the same dead server */
+        p->idle = c->next;
+        p->n_idle--;
+        p->closed++;
+        untrack(p, c);
+        hc_conn_close(c);
+    }
+    if (p->brk_probing) return 0;
+    p->brk_probing = 1;
+    return 1;
+}
+
+static void start_prober(hc_pool *p)
+{
+    pthread_t th;
+    pthread_attr_t at;
+    sigset_t all, old;
+    hc_pool_ref(p); /* the prober's, released when it ends */
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (pthread_create(&th, &at, prober_main, p) != 0) {
+        pthread_mutex_lock(&p->mu);
+        p->brk_probing = 0;
+        p->brk_probe_at = 0; /* probes fall to callers: see checkout */
+        pthread_mutex_unlock(&p->mu);
+        hc_pool_release(p);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&at);
+}
+
+static int only_ref(hc_pool *p)
+{
+    int r;
+    pthread_mutex_lock(&registry_mu);
+    r = p->refs <= 1;
+    pthread_mutex_unlock(&registry_mu);
+    return r;
+}
+
+/* The half-open probes of an open breaker: one connect + PING every
+ * breaker_probe seconds (+-20% jitter, so processes do not reconnect in
+ * step); the first that answers closes the breaker and its connection
+ * joins the idle list. Ends when the breaker closes or no cache holds the
+ * pool any more. */
+static void *prober_main(void *arg)
+{
+    hc_pool *p = (hc_pool *)arg;
+    unsigned seed = (unsigned)getpid() ^ (unsigned)(uintptr_t)p ^ (unsigned)(hc_now() * 1e6);
+    char err[HC_ERRLEN];
+    for (;;) {
+        double wait;
+        int state;
+        hc_conn *c;
+        pthread_mutex_lock(&p->mu);
+        state = p->pid == self_pid ? p->brk_state : HC_BREAKER_CLOSED;
+        wait = p->brk_probe_at - hc_now();
+        pthread_mutex_unlock(&p->mu);
+        if (state != HC_BREAKER_OPEN || only_ref(p)) break;
+        if (wait > 0) {
+            struct timespec ts;
+            ts.tv_sec = (time_t)wait;
+            ts.tv_nsec = (long)((wait - (double)ts.tv_sec) * 1e9);
+            nanosleep(&ts, NULL);
+        }
+        c = hc_conn_open(&p->s, p->tls, err, sizeof err);
+        if (c && (hc_conn_ping(c, err, sizeof err) != 0 || track(p, c, err, sizeof err) != 0)) {
+            hc_conn_close(c);
+            c = NULL;
+        }
+        pthread_mutex_lock(&p->mu);
+        p->brk_probes++;
+        if (c && c->pid == p->pid) {
+            p->brk_state = HC_BREAKER_CLOSED;
+            p->brk_seq++;
+            p->brk_fails = 0;
+            p->failures = 0;
+            p->retry_at = 0;
+            c->gen = p->gen;
+            c->last_used = hc_now();
+            c->next = p->idle;
+            p->idle = c;
+            p->n_idle++;
+            p->created++;
+            c = NULL;
+            if (p->l1) hc_l1_distrust(p->l1); /* back: nothing from before is fresh */
+            pthread_cond_broadcast(&p->cv);
+        } else {
+            p->brk_probe_at = hc_now() + p->s.breaker_probe * (0.8 + 0.4 * (rand_r(&seed) / (double)RAND_MAX));
+            snprintf(p->last_err, sizeof p->last_err, "%s", err);
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (c) hc_conn_close(c);
+    }
+    pthread_mutex_lock(&p->mu);
+    p->brk_probing = 0;
+    pthread_mutex_unlock(&p->mu);
+    hc_pool_release(p);
     return NULL;
 }
 
@@ -310,13 +511,20 @@ hc_conn *hc_pool_checkout(hc_pool *p, char *err, size_t errlen)
 hc_conn *hc_pool_checkout_ex(hc_pool *p, int poll_all, char *err, size_t errlen)
 {
     double deadline = hc_now() + p->s.pool_wait;
-    int waited = 0;
+    int waited = 0, probe = 0;
     hc_conn *c;
 
     pthread_mutex_lock(&p->mu);
     check_fork(p);
+    if (p->l1) hc_l1_start(p->l1);
     for (;;) {
         double now;
+        if (p->brk_state == HC_BREAKER_OPEN) {
+            /* fail fast; nobody waits for a connect timeout */
+            c = NULL;
+            snprintf(err, errlen, "circuit open: %s", p->last_err);
+            break;
+        }
         if ((c = take_idle(p, poll_all)) != NULL) break;
         now = hc_now();
         if (p->n_in_use + p->n_connecting < p->s.pool_size) {
@@ -326,7 +534,12 @@ hc_conn *hc_pool_checkout_ex(hc_pool *p, int poll_all, char *err, size_t errlen)
             }
             p->n_connecting++;
             pthread_mutex_unlock(&p->mu);
-            c = hc_conn_open(&p->s, p->tls, err, errlen);
+            c = p->s.memory ? hc_conn_open_mem(&p->mem, &p->s, err, errlen)
+                            : hc_conn_open(&p->s, p->tls, err, errlen);
+            if (c && track(p, c, err, errlen) != 0) {
+                hc_conn_close(c);
+                c = NULL;
+            }
             pthread_mutex_lock(&p->mu);
             p->n_connecting--;
             if (c) {
@@ -340,6 +553,7 @@ hc_conn *hc_pool_checkout_ex(hc_pool *p, int poll_all, char *err, size_t errlen)
                 p->failures++;
                 p->retry_at = hc_now() + backoff(p);
                 snprintf(p->last_err, sizeof p->last_err, "%s", err);
+                probe = brk_failure(p);
                 pthread_cond_signal(&p->cv);
             }
             break;
@@ -359,12 +573,13 @@ hc_conn *hc_pool_checkout_ex(hc_pool *p, int poll_all, char *err, size_t errlen)
         }
     }
     pthread_mutex_unlock(&p->mu);
+    if (probe) start_prober(p);
     return c;
 }
 
 void hc_pool_checkin(hc_pool *p, hc_conn *c)
 {
-    int keep;
+    int keep, probe = 0;
     pthread_mutex_lock(&p->mu);
     check_fork(p);
     if (c->gen != p->gen || c->pid != p->pid) {
@@ -374,7 +589,12 @@ void hc_pool_checkin(hc_pool *p, hc_conn *c)
         return;
     }
     p->n_in_use--;
-    keep = !c->broken && c->state == 0 && !expired(p, c, hc_now());
+    if (c->io_error && !c->closed_unused) {
+        snprintf(p->last_err, sizeof p->last_err, "%s", c->io_err);
+        probe = brk_failure(p);
+    }
+    else if (!c->broken) p->brk_fails = 0;
+    keep = !c->broken && c->state == 0 && !expired(p, c, hc_now()) && p->brk_state == HC_BREAKER_CLOSED;
     if (keep) {
         c->last_used = hc_now();
         c->next = p->idle;
@@ -386,7 +606,35 @@ void hc_pool_checkin(hc_pool *p, hc_conn *c)
     }
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    if (!keep) hc_conn_close(c);
+    if (!keep) {
+        untrack(p, c);
+        hc_conn_close(c);
+    }
+    if (probe) start_prober(p);
+}
+
+void hc_pool_l1_ready(hc_pool *p)
+{
+    if (p->l1 == NULL) return;
+    pthread_mutex_lock(&p->mu);
+    check_fork(p);
+    hc_l1_start(p->l1);
+    pthread_mutex_unlock(&p->mu);
+}
+
+hc_l1 *hc_pool_l1(hc_pool *p)
+{
+    return p->l1;
+}
+
+unsigned hc_pool_breaker(hc_pool *p, int *state)
+{
+    unsigned seq;
+    pthread_mutex_lock(&p->mu);
+    *state = p->brk_state;
+    seq = p->brk_seq;
+    pthread_mutex_unlock(&p->mu);
+    return seq;
 }
 
 void hc_pool_get_stats(hc_pool *p, hc_pool_stats *st)
@@ -406,5 +654,8 @@ void hc_pool_get_stats(hc_pool *p, hc_pool_stats *st)
     st->waits = p->waits;
     st->exhausted = p->exhausted;
     st->health_checks = p->health_checks;
+    st->breaker = p->brk_state;
+    st->breaker_opens = p->brk_opens;
+    st->breaker_probes = p->brk_probes;
     pthread_mutex_unlock(&p->mu);
 }

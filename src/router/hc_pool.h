@@ -19,10 +19,24 @@
 #include "hc_conn.h"
 
 typedef struct hc_pool hc_pool;
+struct hc_l1;
+
+/* Circuit breaker states (hc_settings.breaker_failures > 0):
+ * CLOSED: normal; breaker_failures consecutive connect failures or
+ * connections lost to an I/O error or a timeout open it.
+ * OPEN: every checkout fails at once with "circuit open: <last error>"
+ * (no caller waits for a connect timeout); a background prober tries one
+ * connect + PING every breaker_probe seconds (+-20% jitter): that is the
+ * half-open state, one probe per pool and process at a time. The first
+ * probe answered closes the breaker (its connection is kept) and, with
+ * an L1, makes every L1 entry stale (hc_l1_distrust). */
+enum { HC_BREAKER_CLOSED = 0, HC_BREAKER_OPEN = 1 };
 
 typedef struct hc_pool_stats {
     int size, in_use, idle, connecting, refs;
     unsigned long long created, closed, errors, waits, exhausted, health_checks;
+    int breaker;
+    unsigned long long breaker_opens, breaker_probes;
 } hc_pool_stats;
 
 /* This process's pid, kept current across fork(2) without a syscall. */
@@ -66,5 +80,12 @@ hc_conn *hc_pool_checkout_ex(hc_pool *p, int poll_all, char *err, size_t errlen)
 void hc_pool_checkin(hc_pool *p, hc_conn *c);
 
 void hc_pool_get_stats(hc_pool *p, hc_pool_stats *st);
+/* The pool's L1 near cache (hc_l1.h), or NULL. */
+struct hc_l1 *hc_pool_l1(hc_pool *p);
+/* For a pool used by a transport outside C (no checkout): after a fork,
+ * starts the child's generation, and starts the L1 thread if needed. */
+void hc_pool_l1_ready(hc_pool *p);
+/* The breaker's state now and its change counter. */
+unsigned hc_pool_breaker(hc_pool *p, int *state);
 
 #endif

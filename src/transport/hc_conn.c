@@ -1,5 +1,6 @@
 /* hc_conn.c -- transport: one blocking connection (see hc_conn.h). */
 #include "hc_conn.h"
+#include "hc_mem.h"
 #include "hc_proto.h"
 #include "hc_sock.h"
 #include "hc_time.h"
@@ -106,6 +107,26 @@ fail:
     return NULL;
 }
 
+hc_conn *hc_conn_open_mem(struct hc_mnode **slot, const hc_settings *s, char *err, size_t errlen)
+{
+    hc_conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        set_err(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->fd = -1;
+    c->mem = hc_mnode_current(slot, s->mem_name ? s->mem_name : "default", s->mem_max_bytes, s->mem_max_items,
+                              err, errlen);
+    if (c->mem == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->timeout = s->timeout;
+    c->pid = getpid();
+    c->created = c->last_used = hc_now();
+    return c;
+}
+
 void hc_conn_close(hc_conn *c)
 {
     if (c == NULL) return;
@@ -118,6 +139,7 @@ void hc_conn_close(hc_conn *c)
 int hc_conn_usable(const hc_conn *c)
 {
     struct pollfd p;
+    if (c->mem) return 1;
     p.fd = c->fd;
     p.events = POLLIN;
     p.revents = 0;
@@ -176,6 +198,8 @@ int hc_conn_exec_raw(hc_conn *c, const char *req, size_t len, int n, const hc_cm
         set_err(err, errlen, "connection closed");
         return -1;
     }
+    /* a node keeps no state per connection: it refuses MULTI, WATCH, ... */
+    if (c->mem) return hc_mnode_exec(c->mem, n, cmds, replies, err, errlen, c->timeout);
     for (i = 0; i < n; i++) c->state = hc_cmd_track(c->state, &cmds[i]);
     if (write_all(c, req, len, &e, err, errlen) != 0) {
         /* The peer had closed it: nothing of the request can have run. */
@@ -218,6 +242,8 @@ fail:
         replies[i] = NULL;
     }
     c->broken = 1;
+    c->io_error = 1;
+    snprintf(c->io_err, sizeof c->io_err, "%s", err);
     return -1;
 }
 
@@ -232,6 +258,7 @@ int hc_conn_exec(hc_conn *c, int n, const hc_cmd *cmds, redisReply **replies,
         set_err(err, errlen, "connection closed");
         return -1;
     }
+    if (c->mem) return hc_conn_exec_raw(c, NULL, 0, n, cmds, replies, err, errlen);
     len = hc_proto_format(n, cmds, &req);
     if (len < 0) {
         set_err(err, errlen, "out of memory");
@@ -286,7 +313,60 @@ void hc_conn_settle(hc_conn *c)
 int hc_conn_set_timeout(hc_conn *c, double seconds)
 {
     if (c->timeout == seconds) return 0;
+    if (c->mem) { /* bounds BLPOP */
+        c->timeout = seconds;
+        return 0;
+    }
     if (hc_sock_set_timeout(c->fd, seconds) != 0) return -1;
     c->timeout = seconds;
     return 0;
+}
+
+int hc_conn_send(hc_conn *c, int n, const hc_cmd *cmds, char *err, size_t errlen)
+{
+    char *req;
+    long len;
+    int e, rc;
+    if (c->broken || c->mem) {
+        set_err(err, errlen, c->mem ? "not supported by the memory backend" : "connection closed");
+        return -1;
+    }
+    len = hc_proto_format(n, cmds, &req);
+    if (len < 0) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    rc = write_all(c, req, (size_t)len, &e, err, errlen);
+    hc_proto_free(req);
+    if (rc != 0) c->broken = 1;
+    return rc;
+}
+
+int hc_conn_read_reply(hc_conn *c, redisReply **r, char *err, size_t errlen)
+{
+    char buf[READ_CHUNK];
+    if (c->mem) {
+        set_err(err, errlen, "not supported by the memory backend");
+        return -1;
+    }
+    for (;;) {
+        ssize_t k;
+        int e, rc = hc_proto_next(c->reader, r);
+        if (rc > 0) return 0;
+        if (rc < 0) {
+            set_err(err, errlen, "protocol error");
+            break;
+        }
+        k = read_some(c, buf, sizeof buf, &e, err, errlen);
+        if (k < 0 && (e == EAGAIN || e == EWOULDBLOCK || (e == 0 && strcmp(err, "timeout") == 0)))
+            return 1;
+        if (k == 0) set_err(err, errlen, "connection closed");
+        if (k <= 0) break;
+        if (hc_proto_feed(c->reader, buf, (size_t)k) != 0) {
+            set_err(err, errlen, "out of memory");
+            break;
+        }
+    }
+    c->broken = 1;
+    return -1;
 }

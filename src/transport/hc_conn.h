@@ -49,6 +49,24 @@ typedef struct hc_settings {
     int tls_verify;        /* 1: certificate chain and name checked  */
     char *tls_ca_file, *tls_ca_path, *tls_cert_file, *tls_key_file;
     char *tls_server_name; /* NULL: the host                         */
+    /* the L1 near cache of the pool (hc_l1.h); l1_max_bytes 0: none     */
+    double l1_max_bytes;   /* store budget in bytes                  */
+    double l1_max_items;   /* 0: bytes only                          */
+    double l1_ttl;         /* seconds a fill is fresh (0: stale copies only) */
+    double l1_stale;       /* stale_if_error: seconds a copy may be served
+                              past its freshness while Redis is down   */
+    int l1_bcast;          /* CLIENT TRACKING ... BCAST              */
+    char *l1_prefixes;     /* BCAST PREFIXes, '\n'-separated, or NULL */
+    /* the circuit breaker: opens after breaker_failures consecutive
+     * connect failures or I/O errors/timeouts (0: no breaker); while
+     * open, one half-open probe every breaker_probe seconds           */
+    int breaker_failures;
+    double breaker_probe;
+    /* backend = "memory": every connection is an in-process node
+     * (hc_mem.h) named mem_name with these limits; no socket at all    */
+    int memory;
+    char *mem_name;
+    double mem_max_bytes, mem_max_items;
 } hc_settings;
 
 typedef struct hc_conn {
@@ -61,16 +79,29 @@ typedef struct hc_conn {
     double last_used;      /* hc_now() at last check-in               */
     double timeout;        /* the command timeout now in force        */
     unsigned state;        /* HC_ST_* bits, see hc_cmd.h              */
+    unsigned track_epoch;  /* the L1 epoch its CLIENT TRACKING serves (0: none) */
     int broken;            /* saw an I/O/protocol error or a timeout  */
+    int io_error;          /* ... that one (not a state left by a user) */
+    char io_err[48];       /* its message ("timeout", "connection closed", ...) */
     int reused;            /* taken from the idle list, not used since */
     int closed_unused;     /* the last exec found it closed by the peer
                               before any byte of a reply: nothing ran  */
     struct hc_conn *next;  /* idle list link                          */
+    struct hc_mnode *mem;  /* a memory connection's node (fd -1), or NULL */
 } hc_conn;
 
 /* Opens (connect, TLS handshake when tls is not NULL, timeouts,
  * keepalive), authenticates and selects. NULL + err on failure. */
 hc_conn *hc_conn_open(const hc_settings *s, hc_tls_ctx *tls, char *err, size_t errlen);
+
+/* A memory connection (backend = "memory") to the node in *slot (the
+ * pool's, made on its first connection; hc_mnode_current: after a fork,
+ * a node of the child's own). Called with no pool lock held.
+ * Everything below works on it without a socket: exec runs the commands
+ * on the node (exec_raw ignores the formatted bytes), usable is 1, ping
+ * and settle need no I/O, set_timeout bounds BLPOP. NULL + err when
+ * memory ran out. */
+hc_conn *hc_conn_open_mem(struct hc_mnode **slot, const hc_settings *s, char *err, size_t errlen);
 
 /* Frees the reader and the TLS session and closes this process's
  * descriptor. It never writes to the socket nor shuts it down, so a
@@ -100,6 +131,13 @@ int hc_conn_ping(hc_conn *c, char *err, size_t errlen);
  * UNWATCH after WATCH; a DIRTY connection is marked broken. */
 void hc_conn_settle(hc_conn *c);
 
+/* For a connection that only listens (SUBSCRIBE): sends n commands
+ * without reading replies; 0, or -1 (broken) with err. */
+int hc_conn_send(hc_conn *c, int n, const hc_cmd *cmds, char *err, size_t errlen);
+/* Reads the next reply, waiting up to the command timeout: 0 with *r
+ * (caller frees), 1 when nothing came within the timeout (the connection
+ * stays usable), -1 with err (broken). */
+int hc_conn_read_reply(hc_conn *c, redisReply **r, char *err, size_t errlen);
 /* Sets the command timeout; 0 on success. */
 int hc_conn_set_timeout(hc_conn *c, double seconds);
 
