@@ -102,6 +102,19 @@ describe("l1", function()
     other:close()
   end)
 
+  it("trusts nothing filled through a pooled connection the server closed", function()
+    assert(c:set("pk", "before"))
+    assert.equal("before", c:get("pk"))
+    -- the pool's connections go (the subscription, type pubsub, stays):
+    -- Redis forgets what they tracked, so no invalidation will come
+    assert(admin:command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"))
+    local other = H.cache { prefix = "l1s" }
+    assert(other:command("SET", c:_key("pk"), other:encode("after")))
+    posix.sleep(0.15) -- past the 0.1 s between checks of idle connections
+    assert.equal("after", c:get("pk"))
+    other:close()
+  end)
+
   it("keeps only the families it is told to", function()
     local f = H.cache { prefix = "l1s", l1 = { ttl = 30, families = { "user" } } }
     assert.is_true(tracking_up(f))
@@ -161,15 +174,7 @@ end)
 describe("breaker and fallback", function()
   local server, c, events
 
-  local function restart()
-    local _, code = H.shell("redis-server " .. server.dir .. "/redis.conf")
-    assert.equal(0, code)
-    assert.is_true(eventually(5, function()
-      local f = io.open(server.dir .. "/redis.log"); local t = f:read("a"); f:close()
-      local _, n = t:gsub("Ready to accept connections", "")
-      return n >= 2
-    end))
-  end
+  local function restart() H.restart(server) end -- same port; server.stop stops the new one
 
   before_each(function()
     server = H.start_redis()
@@ -222,6 +227,19 @@ describe("breaker and fallback", function()
     restart()
   end)
 
+  it("serves no copy while Redis is down without stale_if_error", function()
+    local d = H.cache { port = server.port, timeout = 0.2, connect_timeout = 0.2, l1 = { ttl = 30 } }
+    assert.is_true(tracking_up(d))
+    assert(d:set("s0", "kept"))
+    assert.equal("kept", d:get("s0"))
+    server.stop()
+    assert.is_true(eventually(5, function() return not l1stats(d).tracking end)) -- the thread saw it
+    local v, err = d:get("s0")
+    assert.is_nil(v)
+    assert.is_string(err)
+    d:close()
+  end)
+
   it("get_or_set computes once and keeps it locally while Redis is down", function()
     server.stop()
     for i = 1, 4 do c:get("warm" .. i) end -- open the breaker
@@ -232,10 +250,18 @@ describe("breaker and fallback", function()
     assert.equal(1, n)
     restart()
     assert.is_true(eventually(5, function() return select(2, c:get("zz")) == nil end))
-    -- back: the local value is not served as if Redis had it
+    -- back: Redis has no such key, so the local copy goes, and Redis
+    -- failing again does not bring it back
+    assert.is_nil((c:get("g")))
+    server.stop()
+    assert.equal("computed", (c:get_or_set("g", fn)))
+    assert.equal(2, n)
+    restart()
+    assert.is_true(eventually(5, function() return select(2, c:get("zz")) == nil end))
+    -- and once Redis answers, get_or_set fills it there (never serves the local value)
     local v, err, status = c:get_or_set("g", fn)
     assert.equal("computed", v, err)
     assert.equal("miss", status)
-    assert.equal(2, n)
+    assert.equal(3, n)
   end)
 end)

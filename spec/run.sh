@@ -48,9 +48,21 @@ stop_nginx() {
     kill -9 "$pid" 2>/dev/null
   done
 }
+# Every extra redis-server of H.start_redis keeps its pid file under the
+# temp dir too: a spec that died (or restarted one) never leaves it running.
+stop_extra_redis() {
+  local f pid
+  for f in "$tmp"/extra*/redis.pid; do
+    [ -f "$f" ] || continue
+    pid=$(cat "$f" 2>/dev/null) || continue
+    kill -CONT "$pid" 2>/dev/null
+    kill "$pid" 2>/dev/null
+  done
+}
 cleanup() {
   [ -n "$child" ] && kill "$child" 2>/dev/null
   stop_nginx
+  stop_extra_redis
   stop_redis
   rm -rf "$tmp"
 }

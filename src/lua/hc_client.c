@@ -172,10 +172,15 @@ void hc_client_l1_drop_args(client *cl, int n, const hc_cmd *cmds)
         for (j = 1; j < cmds[i].argc; j++) hc_l1_drop(cl->l1, cmds[i].argv[j], cmds[i].argvlen[j]);
 }
 
-int hc_client_l1_covers(const client *cl, const char *key, size_t kn)
+int hc_client_l1_covers(client *cl, const char *key, size_t kn)
 {
     int i;
     if (cl->l1 == NULL) return 0;
+    if (cl->l1_pid != hc_pool_self_pid()) { /* forked: the child's own store and thread first */
+        hc_pool_l1_ready(cl->pool);
+        cl->l1_pid = hc_pool_self_pid();
+    }
+    hc_pool_l1_sweep(cl->pool); /* before a copy is served: see hc_pool.h */
     if (cl->l1_nmatch == 0) return 1;
     if (kn < cl->ns_len) return 0;
     key += cl->ns_len;

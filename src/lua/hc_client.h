@@ -35,6 +35,7 @@ typedef struct client {
     double l1_local_ttl;    /* a value computed while Redis is down lives so long */
     int memo;               /* registry ref: L1 hits' decoded tables, or LUA_NOREF */
     int memo_n, memo_max;   /* keys in the memo, and its bound              */
+    pid_t l1_pid;           /* the process whose L1 this cache last used     */
     unsigned brk_seq;       /* the breaker change last reported by on_event */
     hc_xio *xio;            /* set while core.step runs an operation over an
                                outside transport; NULL: the pool's sockets */
@@ -77,7 +78,7 @@ void hc_client_bytes_in(client *cl, const char *key, size_t kn, size_t bytes_in)
  * from the pool's L1, after raw commands that may have written them. */
 void hc_client_l1_drop_args(client *cl, int n, const hc_cmd *cmds);
 /* 1 when this cache keeps the full key in L1 (its families/prefixes). */
-int hc_client_l1_covers(const client *cl, const char *key, size_t kn);
+int hc_client_l1_covers(client *cl, const char *key, size_t kn);
 
 /* nil, err; returns 2. */
 int hc_fail(lua_State *L, const char *err);

@@ -192,6 +192,7 @@ static int core_new(lua_State *L)
         if (cl->pool == NULL) return hc_fail(L, err);   /* out of memory, a TLS file */
     }
     cl->l1 = hc_pool_l1(cl->pool);
+    cl->l1_pid = hc_pool_self_pid();
     cl->brk_seq = hc_pool_breaker(cl->pool, &want_stats);
     if (cl->l1) { /* L1 hits of tables: decoded once per Lua state (hc_read.c) */
         double items = s.l1_max_items > 0 ? s.l1_max_items : s.l1_max_bytes / 1024;

@@ -89,6 +89,7 @@ static int l1_read(client *cl, const char *v, size_t vn, hc_got *g, char *err)
     long long pttl = -1;
     uint32_t epoch;
     uint64_t ticket;
+    double sent;
     hc_cmd c[2];
     hc_entry e;
     int rc;
@@ -110,6 +111,7 @@ static int l1_read(client *cl, const char *v, size_t vn, hc_got *g, char *err)
     } else {
         ticket = hc_l1_fill_begin(cl->l1, v, vn, &epoch);
     }
+    sent = cl->xio ? hc_xio_t0(cl->xio) : hc_now(); /* the operation's start: no later than the send */
     c[0].argc = c[1].argc = 2;
     c[0].argv = argv;
     c[1].argv = argv + 2;
@@ -127,18 +129,20 @@ static int l1_read(client *cl, const char *v, size_t vn, hc_got *g, char *err)
         freeReplyObject(r[1]);
     }
     g->r = r[0];
-    if (r[0]->type != REDIS_REPLY_STRING) {
+    if (r[0]->type != REDIS_REPLY_STRING) { /* Redis has nothing: neither may L1 (a local or stale copy) */
         hc_l1_fill_abort(cl->l1, v, vn, ticket);
+        hc_l1_drop(cl->l1, v, vn);
         return 0;
     }
     g->present = 1;
     if (hc_entry_parse(r[0]->str, r[0]->len, 1, &e, NULL) != HC_ENTRY_OK || e.tags.n == 0) {
         g->visible = 1;
-        hc_l1_fill_end(cl->l1, v, vn, ticket, epoch, r[0]->str, r[0]->len, 0, pttl);
+        hc_l1_fill_end(cl->l1, v, vn, ticket, epoch, r[0]->str, r[0]->len, 0, pttl, sent);
         return 0;
     }
     /* a tagged entry: checked in Redis, not kept in L1 */
     hc_l1_fill_abort(cl->l1, v, vn, ticket);
+    hc_l1_drop(cl->l1, v, vn);
     if (check_tags(cl, &e, &g->visible, err) != 0) {
         freeReplyObject(r[0]);
         g->r = NULL;

@@ -81,6 +81,11 @@ void hc_l1_free(hc_l1 *l1)
 {
     int join;
     if (l1 == NULL) return;
+    if (l1->running && l1->pid != getpid()) {
+        /* a forked child that never used it: the parent's thread may hold
+         * its lock or wait on its condition; touch nothing, leak it */
+        return;
+    }
     pthread_mutex_lock(&l1->mu);
     l1->stop = 1;
     join = l1->running && l1->pid == getpid();
@@ -88,7 +93,7 @@ void hc_l1_free(hc_l1 *l1)
     pthread_cond_broadcast(&l1->cv);
     pthread_mutex_unlock(&l1->mu);
     if (join) pthread_join(l1->th, NULL);
-    if (l1->pid == getpid() || !l1->running) hc_store_free(l1->store);
+    hc_store_free(l1->store);
     pthread_cond_destroy(&l1->cv);
     pthread_mutex_destroy(&l1->mu);
     free(l1);
@@ -97,7 +102,13 @@ void hc_l1_free(hc_l1 *l1)
 void hc_l1_forked(hc_l1 *l1)
 {
     /* single-threaded child: the parent's thread is not here */
+    pthread_condattr_t ca;
     pthread_mutex_init(&l1->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l1->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    l1->stop = 0;
     l1->running = 0;
     l1->sub = NULL;
     l1->id = 0;
@@ -146,7 +157,10 @@ void hc_l1_distrust(hc_l1 *l1)
 {
     pthread_mutex_lock(&l1->mu);
     l1->epoch = (l1->epoch + 1) & 0xffffff;
-    if (l1->epoch == 0) l1->epoch = 1;
+    if (l1->epoch == 0) { /* wrapped: no old entry may look current again */
+        l1->epoch = 1;
+        hc_store_flush(l1->store);
+    }
     l1->distrusts++;
     publish(l1);
     pthread_mutex_unlock(&l1->mu);
@@ -184,7 +198,9 @@ int hc_l1_get(hc_l1 *l1, const char *key, size_t kn, int allow_stale, uint64_t h
     uint32_t cur = hc_l1_epoch(l1);
     int r = hc_store_get(l1->store, key, kn, hc_now_coarse(), allow_stale, have_stamp, out);
     if (r == HC_STORE_HIT && (cur == 0 || EPOCH_OF(out->flags) != cur || (out->flags & HC_L1_LOCAL))) {
-        if (allow_stale) return HC_STORE_STALE;
+        /* untrusted: a stale copy, for stale_if_error only (LOCAL copies
+         * are never HIT: kept already expired, see hc_l1_keep_local) */
+        if (allow_stale && l1->s->l1_stale > 0) return HC_STORE_STALE;
         free(out->data);
         out->data = NULL;
         return HC_STORE_MISS;
@@ -212,7 +228,7 @@ uint64_t hc_l1_fill_begin(hc_l1 *l1, const char *key, size_t kn, uint32_t *epoch
 }
 
 void hc_l1_fill_end(hc_l1 *l1, const char *key, size_t kn, uint64_t ticket, uint32_t epoch,
-                    const char *val, size_t vn, uint32_t flags, long long pttl_ms)
+                    const char *val, size_t vn, uint32_t flags, long long pttl_ms, double sent)
 {
     double now = hc_now(), fresh = l1->s->l1_ttl, expires;
     if (ticket == 0) return;
@@ -222,8 +238,8 @@ void hc_l1_fill_end(hc_l1 *l1, const char *key, size_t kn, uint64_t ticket, uint
     }
     /* reads check expiry on the coarse clock (a tick late at most) */
     if (pttl_ms > 0 && pttl_ms / 1000.0 - 0.01 < fresh) fresh = pttl_ms / 1000.0 - 0.01;
-    expires = now + fresh;
-    if (fresh <= 0) expires = now; /* stale copy only */
+    expires = sent + fresh; /* from when the GET was sent: the PTTL is older than now */
+    if (fresh <= 0 || expires < now) expires = now; /* stale copy only */
     hc_store_fill_end(l1->store, key, kn, ticket, val, vn, (flags & 0xffu) | (epoch << 8), expires,
                       expires + l1->s->l1_stale, now);
 }

@@ -75,9 +75,10 @@ int hc_l1_unchanged(hc_l1 *l1, unsigned shard, uint64_t seq, uint32_t epoch, dou
 /* 0 when no fill can be trusted now (then just do not fill). */
 uint64_t hc_l1_fill_begin(hc_l1 *l1, const char *key, size_t kn, uint32_t *epoch);
 /* pttl_ms: the key's PTTL in Redis (-1: none); the entry lives the
- * smaller of it and the L1 ttl, plus stale_if_error as a stale copy. */
+ * smaller of it and the L1 ttl from `sent` (hc_now() before the read was
+ * sent), plus stale_if_error as a stale copy. */
 void hc_l1_fill_end(hc_l1 *l1, const char *key, size_t kn, uint64_t ticket, uint32_t epoch,
-                    const char *val, size_t vn, uint32_t flags, long long pttl_ms);
+                    const char *val, size_t vn, uint32_t flags, long long pttl_ms, double sent);
 void hc_l1_fill_abort(hc_l1 *l1, const char *key, size_t kn, uint64_t ticket);
 /* A value computed while Redis is unreachable, kept ttl seconds as a
  * stale-only copy. */

@@ -39,6 +39,7 @@ struct hc_pool {
     int brk_probing;        /* the prober thread runs                   */
     unsigned brk_seq;       /* moves on at every change of state        */
     unsigned long long brk_opens, brk_probes;
+    long long l1_swept_ms;  /* last check of idle tracked connections (atomic) */
     unsigned long long created, closed, errors, waits, exhausted, health_checks;
 };
 
@@ -394,6 +395,7 @@ static int brk_failure(hc_pool *p)
     p->brk_seq++;
     p->brk_opens++;
     p->brk_probe_at = hc_now() + p->s.breaker_probe;
+    pthread_cond_broadcast(&p->cv); /* waiters for a connection fail fast too */
     while ((c = p->idle) != NULL) { /* they lead to the same dead server */
         p->idle = c->next;
         p->n_idle--;
@@ -418,8 +420,7 @@ static void start_prober(hc_pool *p)
     pthread_sigmask(SIG_SETMASK, &all, &old);
     if (pthread_create(&th, &at, prober_main, p) != 0) {
         pthread_mutex_lock(&p->mu);
-        p->brk_probing = 0;
-        p->brk_probe_at = 0; /* probes fall to callers: see checkout */
+        p->brk_probing = 0; /* the next checkout tries to start one again */
         pthread_mutex_unlock(&p->mu);
         hc_pool_release(p);
     }
@@ -427,13 +428,20 @@ static void start_prober(hc_pool *p)
     pthread_attr_destroy(&at);
 }
 
-static int only_ref(hc_pool *p)
+/* Whether the prober must end (the breaker closed, or no cache holds the
+ * pool any more); when it must, it is marked as gone in the same critical
+ * section, so a cache that acquires the pool afterwards sees no prober and
+ * its checkout starts one (registry_mu before p->mu: the atfork order). */
+static int prober_done(hc_pool *p)
 {
-    int r;
+    int done;
     pthread_mutex_lock(&registry_mu);
-    r = p->refs <= 1;
+    pthread_mutex_lock(&p->mu);
+    done = p->pid != self_pid || p->brk_state != HC_BREAKER_OPEN || p->refs <= 1;
+    if (done) p->brk_probing = 0;
+    pthread_mutex_unlock(&p->mu);
     pthread_mutex_unlock(&registry_mu);
-    return r;
+    return done;
 }
 
 /* The half-open probes of an open breaker: one connect + PING every
@@ -448,13 +456,11 @@ static void *prober_main(void *arg)
     char err[HC_ERRLEN];
     for (;;) {
         double wait;
-        int state;
         hc_conn *c;
+        if (prober_done(p)) break;
         pthread_mutex_lock(&p->mu);
-        state = p->pid == self_pid ? p->brk_state : HC_BREAKER_CLOSED;
         wait = p->brk_probe_at - hc_now();
         pthread_mutex_unlock(&p->mu);
-        if (state != HC_BREAKER_OPEN || only_ref(p)) break;
         if (wait > 0) {
             struct timespec ts;
             ts.tv_sec = (time_t)wait;
@@ -490,11 +496,33 @@ static void *prober_main(void *arg)
         pthread_mutex_unlock(&p->mu);
         if (c) hc_conn_close(c);
     }
-    pthread_mutex_lock(&p->mu);
-    p->brk_probing = 0;
-    pthread_mutex_unlock(&p->mu);
     hc_pool_release(p);
     return NULL;
+}
+
+/* Redis drops what it tracked for a client that goes away (its idle
+ * timeout, CLIENT KILL, a network drop), and an idle connection is only
+ * looked at when it is taken: so every 0.1 s at most, a checkout polls
+ * every idle tracked connection and closes (and untracks: every L1 copy
+ * becomes untrusted) the dead ones. mu held. Not for BCAST, whose
+ * tracking is the L1 thread's own connection's. */
+static void sweep_tracked(hc_pool *p)
+{
+    hc_conn **pc = &p->idle, *c;
+    long long now = (long long)(hc_now_coarse() * 1000);
+    if (p->l1 == NULL || p->s.l1_bcast || now - __atomic_load_n(&p->l1_swept_ms, __ATOMIC_RELAXED) < 100) return;
+    __atomic_store_n(&p->l1_swept_ms, now, __ATOMIC_RELAXED);
+    while ((c = *pc) != NULL) {
+        if (c->track_epoch != 0 && !hc_conn_usable(c)) {
+            *pc = c->next;
+            p->n_idle--;
+            p->closed++;
+            untrack(p, c);
+            hc_conn_close(c);
+            continue;
+        }
+        pc = &c->next;
+    }
 }
 
 static double backoff(const hc_pool *p)
@@ -516,11 +544,18 @@ hc_conn *hc_pool_checkout_ex(hc_pool *p, int poll_all, char *err, size_t errlen)
 
     pthread_mutex_lock(&p->mu);
     check_fork(p);
-    if (p->l1) hc_l1_start(p->l1);
+    if (p->l1) {
+        hc_l1_start(p->l1);
+        sweep_tracked(p);
+    }
     for (;;) {
         double now;
         if (p->brk_state == HC_BREAKER_OPEN) {
             /* fail fast; nobody waits for a connect timeout */
+            if (!p->brk_probing) { /* its prober could not start, or ended as this cache came */
+                p->brk_probing = 1;
+                probe = 1;
+            }
             c = NULL;
             snprintf(err, errlen, "circuit open: %s", p->last_err);
             break;
@@ -611,6 +646,16 @@ void hc_pool_checkin(hc_pool *p, hc_conn *c)
         hc_conn_close(c);
     }
     if (probe) start_prober(p);
+}
+
+void hc_pool_l1_sweep(hc_pool *p)
+{
+    long long now = (long long)(hc_now_coarse() * 1000);
+    if (p->l1 == NULL || p->s.l1_bcast || now - __atomic_load_n(&p->l1_swept_ms, __ATOMIC_RELAXED) < 100) return;
+    pthread_mutex_lock(&p->mu);
+    check_fork(p);
+    sweep_tracked(p);
+    pthread_mutex_unlock(&p->mu);
 }
 
 void hc_pool_l1_ready(hc_pool *p)
