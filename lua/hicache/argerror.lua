@@ -6,7 +6,7 @@
 -- the stack instead and blames the first frame that is neither a file of
 -- this library nor C: the user's line, whatever the options.
 
-local getinfo, error, type, pairs, getmetatable = debug.getinfo, error, type, pairs, getmetatable
+local getinfo, error, type, pairs, getmetatable, rawget = debug.getinfo, error, type, pairs, getmetatable, rawget
 
 local _M = {}
 
@@ -83,6 +83,22 @@ function _M.is_callable(f)
   if type(f) == "function" then return true end
   local mt = type(f) == "table" and getmetatable(f)
   return type(mt) == "table" and mt.__call ~= nil
+end
+
+--- For the Lua wrappers of a C cache (hicache.openresty, hicache.memory):
+-- self of a method, a wrapper table holding the C cache in _core, else the
+-- argument error the C method would raise (cache.get("k") instead of
+-- cache:get("k")).
+function _M.wrapped_self(self, name)
+  if type(self) ~= "table" or rawget(self, "_core") == nil then
+    _M.raise(("bad argument #1 to '%s' (hicache.client expected, got %s)"):format(name, type(self)))
+  end
+  return self
+end
+
+--- Whether f is a C function (a method of the C cache, not of the Lua layer).
+function _M.is_c(f)
+  return type(f) == "function" and getinfo(f, "S").what == "C"
 end
 
 return _M

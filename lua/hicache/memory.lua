@@ -21,8 +21,7 @@ local ngx = ngx -- luacheck: ignore 113
 local null, now = core.null, core.now
 local rethrow, raise = argerror.rethrow, argerror.raise
 local type, setmetatable, getmetatable, pcall = type, setmetatable, getmetatable, pcall
-local rawset, rawget, tostring, tonumber, select = rawset, rawget, tostring, tonumber, select
-local getinfo = debug.getinfo
+local rawset, tostring, tonumber, select = rawset, tostring, tonumber, select
 local math_min = math.min
 
 local _M = {}
@@ -155,16 +154,7 @@ function special:_block(list, seconds)
   return got ~= false
 end
 
-local function check(self, name)
-  if type(self) ~= "table" or rawget(self, "_core") == nil then
-    raise(("bad argument #1 to '%s' (hicache.client expected, got %s)"):format(name, type(self)))
-  end
-  return self
-end
-
-local function is_c(f)
-  return type(f) == "function" and getinfo(f, "S").what == "C"
-end
+local check, is_c = argerror.wrapped_self, argerror.is_c
 
 -- The methods, made on first use from core.Client's (the Lua layer adds
 -- its own there after this module loads): a C method runs on the C cache,

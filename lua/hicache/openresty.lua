@@ -24,7 +24,6 @@ local step, new_xio, PENDING = core.step, core.xio, core.PENDING
 local rethrow, raise = argerror.rethrow, argerror.raise
 local pcall, type, setmetatable, tostring, rawset = pcall, type, setmetatable, tostring, rawset
 local select, pairs, tinsert = select, pairs, table.insert
-local getinfo = debug.getinfo
 
 local _M = {}
 
@@ -360,18 +359,7 @@ function special._sleep(_, s)
   return ngx_sleep(s)
 end
 
--- self of a method: a cosocket cache, else the argument error the C
--- method would raise (cache.get("k") instead of cache:get("k")).
-local function check(self, name)
-  if type(self) ~= "table" or rawget(self, "_core") == nil then
-    raise(("bad argument #1 to '%s' (hicache.client expected, got %s)"):format(name, type(self)))
-  end
-  return self
-end
-
-local function is_c(f)
-  return type(f) == "function" and getinfo(f, "S").what == "C"
-end
+local check, is_c = argerror.wrapped_self, argerror.is_c
 
 -- The methods of a cosocket cache, made on first use from core.Client's
 -- (the Lua layer adds its methods there after this module loads).
