@@ -35,6 +35,34 @@ local function med5(n, fn)
   return median(r)
 end
 
+-- Placement as bench.lua's (BENCH_PIN=same, the default): redis-server and
+-- this process on the last CPU for parts 1 and 2 (a wake-up across vCPUs
+-- costs more than the round trip); part 3 runs unpinned (a reader that
+-- spins on one CPU with the server would measure the scheduler).
+local PIN = os.getenv("BENCH_PIN") or "same"
+local ncpu = tonumber(io.popen("nproc 2>/dev/null"):read("a"):match("%d+") or "") or 1
+local function self_pid()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("a"):match("^(%d+)")
+  f:close()
+  return pid
+end
+local function server_pid()
+  local f = io.open((os.getenv("HICACHE_TEST_DIR") or "") .. "/redis.pid")
+  local pid = f and f:read("a"):match("%d+")
+  if f then f:close() end
+  return pid
+end
+local function pin(cpus)
+  local srv = server_pid()
+  if PIN == "none" or not srv then return false end
+  return os.execute(("taskset -a -pc %s %s >/dev/null 2>&1 && taskset -a -pc %s %s >/dev/null 2>&1")
+    :format(cpus, srv, cpus, self_pid())) and true or false
+end
+local pinned = pin(tostring(ncpu - 1))
+print(pinned and ("(parts 1-2: redis-server and this process on CPU %d)\n"):format(ncpu - 1)
+      or "(not pinned)\n")
+
 local V = common.VALUE
 local plain = assert(hicache.new { host = host, port = port, prefix = "l1b" })
 local l1 = assert(hicache.new { host = host, port = port, prefix = "l1b", l1 = { ttl = 60 } })
@@ -78,6 +106,7 @@ print(("| plain get | %.0f | 1.00x |"):format(pa))
 print(("| get, L1 on, key outside l1.families | %.0f | %.3fx |\n"):format(pb, pa / pb))
 
 -- 3. the invalidation window across two processes
+if pinned then pin("0-" .. (ncpu - 1)) end
 local WRITES = 300
 local out = os.tmpname()
 local lua = os.getenv("LUA") or "lua5.4"

@@ -110,7 +110,7 @@ describe("l1", function()
     assert(admin:command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"))
     local other = H.cache { prefix = "l1s" }
     assert(other:command("SET", c:_key("pk"), other:encode("after")))
-    posix.sleep(0.15) -- past the 0.1 s between checks of idle connections
+    posix.sleep(0.05) -- past the 10 ms between checks of idle connections
     assert.equal("after", c:get("pk"))
     other:close()
   end)

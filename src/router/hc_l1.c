@@ -13,6 +13,7 @@
 
 #define CHANNEL "__redis__:invalidate"
 #define MAX_PREFIXES 16
+#define TICK 0.01 /* the thread wakes this often (the pool's tick, quiet time) */
 
 struct hc_l1 {
     const hc_settings *s;   /* the pool's, immutable */
@@ -26,6 +27,8 @@ struct hc_l1 {
     uint32_t epoch;         /* entries of another epoch are not fresh */
     uint32_t trusted;       /* epoch while subscribed, else 0 (atomic reads) */
     uint64_t fast_hits;     /* hits served by hc_l1_unchanged (atomic) */
+    void (*tick)(void *);   /* called by the thread every TICK (the pool's sweep) */
+    void *tick_ctx;
     hc_conn *sub;           /* the thread's connection (shut down to stop it) */
     int stop, running;
     pid_t pid;              /* process the thread runs in */
@@ -97,6 +100,12 @@ void hc_l1_free(hc_l1 *l1)
     pthread_cond_destroy(&l1->cv);
     pthread_mutex_destroy(&l1->mu);
     free(l1);
+}
+
+void hc_l1_set_tick(hc_l1 *l1, void (*fn)(void *), void *ctx)
+{
+    l1->tick = fn;
+    l1->tick_ctx = ctx;
 }
 
 void hc_l1_forked(hc_l1 *l1)
@@ -348,6 +357,7 @@ static void subscribe_once(hc_l1 *l1)
     redisReply *r;
     long long id;
     int pinged = 0;
+    double quiet = 0;
     hc_conn *anchor = NULL;
     hc_conn *c = hc_conn_open(l1->s, l1->tls, err, sizeof err);
     if (c == NULL) return;
@@ -389,15 +399,19 @@ static void subscribe_once(hc_l1 *l1)
     l1->reconnects++;
     publish(l1);
     pthread_mutex_unlock(&l1->mu);
+    if (hc_conn_set_timeout(c, TICK) != 0) goto lost;
     for (;;) {
         int rc = hc_conn_read_reply(c, &r, err, sizeof err);
         if (stopping(l1)) {
             if (rc == 0) freeReplyObject(r);
             break;
         }
+        if (l1->tick) l1->tick(l1->tick_ctx);
         if (rc == 1) { /* quiet for a timeout: is the server still there? */
             hc_cmd cmd;
             size_t len = 4;
+            if ((quiet += TICK) < l1->s->timeout) continue;
+            quiet = 0;
             if (pinged) break;
             cmd.argc = 1;
             cmd.argv = ping_argv;
@@ -408,9 +422,11 @@ static void subscribe_once(hc_l1 *l1)
             continue;
         }
         if (rc < 0) break;
+        quiet = 0;
         if (apply(l1, r)) pinged = 0;
         freeReplyObject(r);
     }
+lost:
     pthread_mutex_lock(&l1->mu);
     l1->sub = NULL;
     l1->id = 0;

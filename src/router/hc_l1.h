@@ -47,6 +47,9 @@ void hc_l1_free(hc_l1 *l1);
  * have been held by a parent thread at fork time). */
 void hc_l1_forked(hc_l1 *l1);
 
+/* fn(ctx) is called by the invalidation thread every 10 ms (the pool
+ * checks its idle tracked connections: hc_pool_l1_sweep). */
+void hc_l1_set_tick(hc_l1 *l1, void (*fn)(void *), void *ctx);
 /* Starts the invalidation thread if it does not run yet. */
 void hc_l1_start(hc_l1 *l1);
 /* For a connection being opened: the redirect id (0 while the

@@ -167,6 +167,11 @@ static int settings_copy(hc_settings *dst, const hc_settings *src)
 
 /* ---- registry ---------------------------------------------------------- */
 
+static void l1_tick(void *p)
+{
+    hc_pool_l1_sweep((hc_pool *)p);
+}
+
 static hc_pool *pool_new(const hc_settings *s, char *err, size_t errlen)
 {
     pthread_condattr_t ca;
@@ -197,6 +202,7 @@ static hc_pool *pool_new(const hc_settings *s, char *err, size_t errlen)
         free(p);
         return NULL;
     }
+    if (p->l1) hc_l1_set_tick(p->l1, l1_tick, p);
     pthread_mutex_init(&p->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -502,7 +508,8 @@ static void *prober_main(void *arg)
 
 /* Redis drops what it tracked for a client that goes away (its idle
  * timeout, CLIENT KILL, a network drop), and an idle connection is only
- * looked at when it is taken: so every 0.1 s at most, a checkout polls
+ * looked at when it is taken: so every 10 ms (the L1 thread's tick, and
+ * reads through L1 when it is due), the pool polls
  * every idle tracked connection and closes (and untracks: every L1 copy
  * becomes untrusted) the dead ones. mu held. Not for BCAST, whose
  * tracking is the L1 thread's own connection's. */
@@ -510,7 +517,7 @@ static void sweep_tracked(hc_pool *p)
 {
     hc_conn **pc = &p->idle, *c;
     long long now = (long long)(hc_now_coarse() * 1000);
-    if (p->l1 == NULL || p->s.l1_bcast || now - __atomic_load_n(&p->l1_swept_ms, __ATOMIC_RELAXED) < 100) return;
+    if (p->l1 == NULL || p->s.l1_bcast || now - __atomic_load_n(&p->l1_swept_ms, __ATOMIC_RELAXED) < 10) return;
     __atomic_store_n(&p->l1_swept_ms, now, __ATOMIC_RELAXED);
     while ((c = *pc) != NULL) {
         if (c->track_epoch != 0 && !hc_conn_usable(c)) {
@@ -651,7 +658,7 @@ void hc_pool_checkin(hc_pool *p, hc_conn *c)
 void hc_pool_l1_sweep(hc_pool *p)
 {
     long long now = (long long)(hc_now_coarse() * 1000);
-    if (p->l1 == NULL || p->s.l1_bcast || now - __atomic_load_n(&p->l1_swept_ms, __ATOMIC_RELAXED) < 100) return;
+    if (p->l1 == NULL || p->s.l1_bcast || now - __atomic_load_n(&p->l1_swept_ms, __ATOMIC_RELAXED) < 10) return;
     pthread_mutex_lock(&p->mu);
     check_fork(p);
     sweep_tracked(p);

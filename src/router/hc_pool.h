@@ -85,7 +85,7 @@ struct hc_l1 *hc_pool_l1(hc_pool *p);
 /* For a pool used by a transport outside C (no checkout): after a fork,
  * starts the child's generation, and starts the L1 thread if needed. */
 void hc_pool_l1_ready(hc_pool *p);
-/* With an L1 not in BCAST mode, at most every 0.1 s: polls the idle
+/* With an L1 not in BCAST mode, at most every 10 ms: polls the idle
  * tracked connections and closes the dead ones (Redis forgot what they
  * tracked: L1 copies become untrusted). Cheap when not due (no lock). */
 void hc_pool_l1_sweep(hc_pool *p);
