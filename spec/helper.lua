@@ -166,7 +166,9 @@ function H.start_redis(opts)
   opts = opts or {}
   local reg = debug.getregistry()
   reg.hicache_spec_servers = (reg.hicache_spec_servers or 0) + 1
-  local dir = ("%s/extra%d"):format(H.dir, reg.hicache_spec_servers)
+  -- per process: the LuaJIT run shares the temp dir with the Lua 5.4 run,
+  -- and an old redis.log saying "Ready" must not pass for the new server's
+  local dir = ("%s/extra%d-%d"):format(H.dir, posix.getpid(), reg.hicache_spec_servers)
   os.execute("mkdir -p " .. dir)
   for _ = 1, 20 do
     local port = 20000 + math.random(0, 39999)
@@ -189,6 +191,7 @@ function H.start_redis(opts)
     f:write(table.concat(conf, "\n"), "\n")
     f:close()
     os.remove(dir .. "/redis.pid")
+    os.remove(dir .. "/redis.log") -- what it says must be this attempt's
     local _, code = H.shell("redis-server " .. dir .. "/redis.conf")
     if code == 0 then
       for _ = 1, 100 do
