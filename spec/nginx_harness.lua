@@ -63,7 +63,7 @@ http {
   fastcgi_temp_path %s/tmp/fastcgi;
   uwsgi_temp_path %s/tmp/uwsgi;
   scgi_temp_path %s/tmp/scgi;
-  lua_package_path "%s/lua/?.lua;%s/?.lua;;";
+  lua_package_path "%s/lua/?.lua;%s/?.lua;%s/spec/openresty/?.lua;;";
   lua_package_cpath "%s/?.so;;";
   lua_ssl_trusted_certificate %s/ca.crt;
   lua_ssl_verify_depth 4;
@@ -131,7 +131,7 @@ function H.start(opts)
   for _ = 1, 10 do
     local port = free_port()
     local conf = CONF:format(opts.workers or 1, dir, dir, opts.log_level or "warn", MODULES, MODULES,
-      dir, dir, dir, dir, dir, root, opts.app_dir or (root .. "/spec/openresty"), moddir, env.tls_dir,
+      dir, dir, dir, dir, dir, root, opts.app_dir or (root .. "/spec/openresty"), root, moddir, env.tls_dir,
       lua_table(env), port, opts.locations or "")
     local f = assert(io.open(dir .. "/conf/nginx.conf", "w"))
     f:write(conf)

@@ -606,22 +606,6 @@ function t.hook_io()
   return { v = v, g = g, seen = seen }
 end
 
-function _M.dispatch()
-  local name = ngx.var.uri:match("^/t/(.+)$")
-  local f = t[name]
-  if not f then
-    ngx.status = 404
-    ngx.say(cjson.encode({ error = "no handler " .. tostring(name) }))
-    return
-  end
-  local ok, res = xpcall(f, debug.traceback, ngx.req.get_uri_args())
-  if not ok then
-    ngx.status = 500
-    ngx.say(cjson.encode({ error = res }))
-    return
-  end
-  ngx.header["Content-Type"] = "application/json"
-  ngx.say(cjson.encode(res))
-end
+_M.dispatch = require("hc_dispatch")(t)
 
 return _M

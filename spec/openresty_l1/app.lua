@@ -3,7 +3,6 @@
 -- cosockets for Redis; their L1 is the C store with its invalidation
 -- thread (BCAST, forced on cosockets).
 local hicache = require "hicache"
-local cjson = require "cjson.safe"
 
 local env = package.loaded.hc_test_env
 local ngx = ngx -- luacheck: ignore 113
@@ -47,22 +46,6 @@ function t.stats()
   return c():pool_stats().l1
 end
 
-function _M.dispatch()
-  local name = ngx.var.uri:match("^/t/(.+)$")
-  local f = t[name]
-  if not f then
-    ngx.status = 404
-    ngx.say(cjson.encode({ error = "no handler " .. tostring(name) }))
-    return
-  end
-  local ok, res = xpcall(f, debug.traceback, ngx.req.get_uri_args())
-  if not ok then
-    ngx.status = 500
-    ngx.say(cjson.encode({ error = res }))
-    return
-  end
-  ngx.header["Content-Type"] = "application/json"
-  ngx.say(cjson.encode(res))
-end
+_M.dispatch = require("hc_dispatch")(t)
 
 return _M

@@ -4,7 +4,6 @@
 -- answers its result as JSON.
 
 local hicache = require "hicache"
-local cjson = require "cjson.safe"
 
 local ngx = ngx -- luacheck: ignore 113
 
@@ -76,21 +75,6 @@ function t.lock_wait(a)
   return { fence = fence }
 end
 
-function _M.dispatch()
-  local name = ngx.var.uri:match("^/t/(.+)$")
-  local h = t[name]
-  if not h then
-    ngx.status = 404
-    ngx.say(cjson.encode({ err = "no handler " .. tostring(name) }))
-    return
-  end
-  local ok, res = xpcall(h, debug.traceback, ngx.req.get_uri_args())
-  if not ok then
-    ngx.status = 500
-    ngx.say(cjson.encode({ err = res }))
-    return
-  end
-  ngx.say(cjson.encode(res))
-end
+_M.dispatch = require("hc_dispatch")(t)
 
 return _M

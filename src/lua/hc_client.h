@@ -106,6 +106,11 @@ static inline void hc_client_script(client *cl, hc_cmdb *b, int id)
     hc_script_begin(b, cl->sha[id]);
 }
 
+/* Creates metatable `name` (locked, with __gc and __tostring) whose
+ * __index is a new table of methods, left on the stack (hc_core.c). */
+void hc_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+                  lua_CFunction tostr);
+
 /* The cache API methods (hc_cache.c), added to the client's methods. */
 void hc_cache_register(lua_State *L);
 

@@ -610,8 +610,8 @@ static const luaL_Reg core_functions[] = {
 
 /* Creates metatable `name` with __index = a new methods table, which is
  * left on the stack (so the Lua layer can add methods to it). */
-static void new_class(lua_State *L, const char *name, const luaL_Reg *methods,
-                      lua_CFunction gc, lua_CFunction tostr)
+void hc_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                  lua_CFunction gc, lua_CFunction tostr)
 {
     luaL_newmetatable(L, name);
     lua_pushcfunction(L, gc);
@@ -632,14 +632,14 @@ int luaopen_hicache_core(lua_State *L)
     if (sodium_init() < 0) return luaL_error(L, "libsodium cannot be initialised");
     hc_reply_init(L);
     luaL_newlib(L, core_functions);
-    new_class(L, CLIENT_MT, client_methods, client_gc, client_tostring);
+    hc_new_class(L, CLIENT_MT, client_methods, client_gc, client_tostring);
     hc_cache_register(L);
     hc_read_register(L);
     hc_write_register(L);
     hc_lease_register(L);
     hc_keeper_register(L);
     lua_setfield(L, -2, "Client");
-    new_class(L, CONN_MT, conn_methods, conn_gc, conn_tostring);
+    hc_new_class(L, CONN_MT, conn_methods, conn_gc, conn_tostring);
     lua_setfield(L, -2, "Conn");
     hc_keys_register(L);
     hc_lproto_register(L);

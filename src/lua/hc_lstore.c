@@ -344,17 +344,8 @@ static const luaL_Reg store_methods[] = {
 
 void hc_lstore_register(lua_State *L)
 {
-    luaL_newmetatable(L, STORE_MT);
-    lua_pushcfunction(L, store_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, store_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushliteral(L, "locked");
-    lua_setfield(L, -2, "__metatable");
-    lua_newtable(L);
-    luaL_setfuncs(L, store_methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    hc_new_class(L, STORE_MT, store_methods, store_gc, store_tostring);
+    lua_pop(L, 1); /* its methods table */
     lua_pushcfunction(L, store_new);
     lua_setfield(L, -2, "store");
 }

@@ -98,7 +98,6 @@ static int l1_read(client *cl, const char *v, size_t vn, hc_got *g, char *err)
         if (rc < 0) snprintf(err, HC_ERRLEN, "out of memory");
         return rc < 0 ? -1 : 0;
     }
-    hc_pool_l1_ready(cl->pool);
     if (cl->xio) { /* runs of one operation over a Lua transport: one mark, set before the GET is sent */
         unsigned long long a, b;
         if (hc_xio_memo_get(cl->xio, &a, &b)) {

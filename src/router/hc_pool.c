@@ -513,11 +513,19 @@ static void *prober_main(void *arg)
  * every idle tracked connection and closes (and untracks: every L1 copy
  * becomes untrusted) the dead ones. mu held. Not for BCAST, whose
  * tracking is the L1 thread's own connection's. */
+/* The time (ms) when a sweep is due now, or 0 (not due, or nothing to do). */
+static long long sweep_due(hc_pool *p)
+{
+    long long now = (long long)(hc_now_coarse() * 1000);
+    if (p->l1 == NULL || p->s.l1_bcast || now - __atomic_load_n(&p->l1_swept_ms, __ATOMIC_RELAXED) < 10) return 0;
+    return now;
+}
+
 static void sweep_tracked(hc_pool *p)
 {
     hc_conn **pc = &p->idle, *c;
-    long long now = (long long)(hc_now_coarse() * 1000);
-    if (p->l1 == NULL || p->s.l1_bcast || now - __atomic_load_n(&p->l1_swept_ms, __ATOMIC_RELAXED) < 10) return;
+    long long now = sweep_due(p);
+    if (now == 0) return;
     __atomic_store_n(&p->l1_swept_ms, now, __ATOMIC_RELAXED);
     while ((c = *pc) != NULL) {
         if (c->track_epoch != 0 && !hc_conn_usable(c)) {
@@ -657,8 +665,7 @@ void hc_pool_checkin(hc_pool *p, hc_conn *c)
 
 void hc_pool_l1_sweep(hc_pool *p)
 {
-    long long now = (long long)(hc_now_coarse() * 1000);
-    if (p->l1 == NULL || p->s.l1_bcast || now - __atomic_load_n(&p->l1_swept_ms, __ATOMIC_RELAXED) < 10) return;
+    if (sweep_due(p) == 0) return; /* the hot path: no lock */
     pthread_mutex_lock(&p->mu);
     check_fork(p);
     sweep_tracked(p);
