@@ -56,14 +56,16 @@ LAYERS   := lua router transport core base
 SRC_BASE := src/base/hc_cmd.c
 SRC_CORE := src/core/hc_proto.c src/core/hc_xio.c src/core/hc_names.c src/core/hc_entry.c \
             src/core/hc_scripts.c src/core/hc_codec.c src/core/hc_msgpack.c src/core/hc_json.c \
-            src/core/hc_stats.c src/core/hc_store.c
+            src/core/hc_stats.c src/core/hc_store.c src/core/hc_slot.c
 SRC_TRANSPORT := src/transport/hc_sock.c src/transport/hc_tls.c src/transport/hc_conn.c \
                  src/transport/hc_mem.c src/transport/hc_mem_val.c src/transport/hc_mem_cmd.c \
                  src/transport/hc_mem_script.c
-SRC_ROUTER := src/router/hc_pool.c src/router/hc_l1.c
+SRC_ROUTER := src/router/hc_pool.c src/router/hc_l1.c src/router/hc_sentinel.c src/router/hc_node.c \
+              src/router/hc_cluster.c src/router/hc_smaster.c
 SRC_LUA  := src/lua/hc_args.c src/lua/hc_reply.c src/lua/hc_cache.c src/lua/hc_read.c \
             src/lua/hc_write.c src/lua/hc_lease.c src/lua/hc_keeper.c src/lua/hc_keys.c \
-            src/lua/hc_lproto.c src/lua/hc_client.c src/lua/hc_core.c src/lua/hc_lstore.c
+            src/lua/hc_lproto.c src/lua/hc_client.c src/lua/hc_core.c src/lua/hc_lstore.c \
+            src/lua/hc_lsentinel.c
 SRCS := $(SRC_BASE) $(SRC_CORE) $(SRC_TRANSPORT) $(SRC_ROUTER) $(SRC_LUA)
 HDRS := $(wildcard src/*/*.h)
 INCLUDES := $(LAYERS:%=-Isrc/%)

@@ -7,9 +7,11 @@
 # helpers just built and HICACHE_BENCH_BIN where bench/floor_get is
 # (default build/bench). BENCH_ONLY=local runs only the local tier's
 # benchmarks (bench/store_trace.lua, bench/l1.lua, bench/recovery.lua).
+# BENCH_ONLY=cluster runs only bench/cluster.lua (a throwaway Redis Cluster
+# against one node).
 set -eu
 cd "$(dirname "$0")/.."
-if [ "${BENCH_ONLY:-}" != openresty ] && [ "${BENCH_ONLY:-}" != local ]; then
+if [ "${BENCH_ONLY:-}" != openresty ] && [ "${BENCH_ONLY:-}" != local ] && [ "${BENCH_ONLY:-}" != cluster ]; then
   spec/run.sh --exec "${LUA:-lua5.4}" bench/bench.lua "$@"
 fi
 # the local tier (issue 12): the store's eviction policy and RSS, the L1
@@ -19,6 +21,10 @@ if [ -z "${BENCH_ONLY:-}" ] || [ "${BENCH_ONLY:-}" = local ]; then
   spec/run.sh --exec lua5.4 bench/l1.lua
   [ -f bench/recovery.lua ] && spec/run.sh --exec lua5.4 bench/recovery.lua
 fi
-if [ "${BENCH_ONLY:-}" != lua ] && [ "${BENCH_ONLY:-}" != local ]; then
+# Redis Cluster (issue 13): get hit and get_many(100) on 3 masters vs one node
+if [ -z "${BENCH_ONLY:-}" ] || [ "${BENCH_ONLY:-}" = cluster ]; then
+  spec/run.sh --exec lua5.4 bench/cluster.lua
+fi
+if [ "${BENCH_ONLY:-}" != lua ] && [ "${BENCH_ONLY:-}" != local ] && [ "${BENCH_ONLY:-}" != cluster ]; then
   spec/run.sh --exec lua5.4 bench/openresty.lua
 fi

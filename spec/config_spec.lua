@@ -136,3 +136,62 @@ describe("hicache.new option checks", function()
     assert.equal(0, c:pool_stats().created)
   end)
 end)
+
+describe("cluster and sentinel options", function()
+  it("refuses a bad seed or sentinel list, naming the option", function()
+    for _, bad in ipairs { {}, "127.0.0.1:7000", { "127.0.0.1" }, { "h:0" }, { "h:70000" }, { 7000 },
+                           { "a b:1" }, { [2] = "h:1" } } do
+      assert.matches("invalid option 'cluster'", raises { cluster = bad }, 1, true)
+      assert.matches("invalid option 'sentinels'", raises { sentinels = bad, master_name = "m" }, 1, true)
+    end
+  end)
+
+  it("refuses what a cluster or Sentinel group cannot do", function()
+    assert.matches("invalid option 'host'", raises { cluster = { "h:1" }, host = "h" }, 1, true)
+    assert.matches("invalid option 'path'", raises { cluster = { "h:1" }, path = "/x" }, 1, true)
+    assert.matches("invalid option 'db'", raises { cluster = { "h:1" }, db = 1 }, 1, true)
+    assert.matches("invalid option 'l1'", raises { cluster = { "h:1" }, l1 = true }, 1, true)
+    assert.matches("invalid option 'l1'", raises { sentinels = { "h:1" }, master_name = "m", l1 = true }, 1, true)
+    assert.matches("invalid option 'sentinels'", raises { cluster = { "h:1" }, sentinels = { "h:2" } }, 1, true)
+    assert.matches("invalid option 'master_name'", raises { sentinels = { "h:1" } }, 1, true)
+    assert.matches("invalid option 'master_name'", raises { sentinels = { "h:1" }, master_name = "a b" }, 1, true)
+    assert.matches("invalid option 'master_name'", raises { master_name = "m" }, 1, true)
+    assert.matches("invalid option 'sentinel_password'", raises { sentinel_password = "x" }, 1, true)
+    assert.matches("invalid option 'sentinel_username'",
+      raises { sentinels = { "h:1" }, master_name = "m", sentinel_username = "u" }, 1, true)
+    assert.matches("invalid option 'cluster'", raises { backend = "memory", cluster = { "h:1" } }, 1, true)
+    assert.matches("invalid option 'cluster'", raises { url = "redis+cluster://h:1", cluster = { "h:2" } }, 1, true)
+  end)
+
+  it("reads the URL forms, and never puts their password in an error", function()
+    assert.matches("invalid option 'url'", raises { url = "redis+cluster://h:1,h:2/3" }, 1, true)
+    assert.matches("invalid option 'url'", raises { url = "redis+sentinel://h:1" }, 1, true)
+    assert.matches("invalid option 'cluster'", raises { url = "redis+cluster://u:" .. SECRET .. "@h" }, 1, true)
+    for _, url in ipairs { "redis+cluster://u:" .. SECRET .. "@h:1/9", "redis+sentinel://u:" .. SECRET .. "@h",
+                           "rediss+cluster://u:" .. SECRET .. "@h:0" } do
+      local err = raises { url = url }
+      assert.is_nil(err:find(SECRET, 1, true), err)
+    end
+  end)
+
+  it("answers nil, err when no seed or sentinel answers", function()
+    local port = 1 -- nothing listens there: refused at once
+    local c, err = hicache.new { cluster = { "127.0.0.1:" .. port }, connect_timeout = 0.2 }
+    assert.is_nil(c)
+    assert.matches("^no cluster seed answered: ", err)
+    c, err = hicache.new { url = "redis+cluster://127.0.0.1:" .. port, connect_timeout = 0.2 }
+    assert.is_nil(c)
+    assert.matches("^no cluster seed answered: ", err)
+    c, err = hicache.new { sentinels = { "127.0.0.1:" .. port }, master_name = "m", connect_timeout = 0.2,
+                           sentinel_password = SECRET }
+    assert.is_nil(c)
+    assert.matches("^no sentinel answered: ", err)
+    assert.is_nil(err:find(SECRET, 1, true), err)
+  end)
+
+  it("a single server is not a cluster: its seed is refused", function()
+    local c, err = hicache.new { cluster = { H.host .. ":" .. H.port } }
+    assert.is_nil(c)
+    assert.matches("^no cluster seed answered: .*cluster support disabled", err)
+  end)
+end)

@@ -34,6 +34,7 @@ local known = {
   prefix = true, version = true, ttl = true, serializer = true, compress = true, limits = true,
   stats = true, on_event = true, logger = true, tls = true, transport = true,
   l1 = true, breaker = true, backend = true, max_bytes = true, max_items = true, name = true,
+  cluster = true, sentinels = true, master_name = true, sentinel_username = true, sentinel_password = true,
 }
 local serializers = { msgpack = true, json = true, raw = true }
 local known_pool = { size = true, wait = true, idle_check = true, idle_poll = true, lifetime = true,
@@ -53,6 +54,15 @@ end
 local function parse_db(s)
   if not s:match("^%d+$") then return nil end
   return tonumber(s)
+end
+
+-- "user:password" (percent-escaped) of a URL into f.username/f.password.
+local function userinfo(f, auth)
+  if not auth or auth == "" then return end
+  local user, pass = auth:match("^([^:]*):(.*)$")
+  if not user then user = auth end
+  if user ~= "" then f.username = unescape(user) end
+  if pass then f.password = unescape(pass) end
 end
 
 --- Parses a Redis URL into connection fields.
@@ -112,12 +122,7 @@ function _M.parse_url(url)
   else
     return nil, bad("url", "unsupported scheme (use redis://, rediss:// or unix://)")
   end
-  if rest and rest ~= "" then
-    local user, pass = rest:match("^([^:]*):(.*)$")
-    if not user then user = rest end
-    if user ~= "" then f.username = unescape(user) end
-    if pass then f.password = unescape(pass) end
-  end
+  userinfo(f, rest)
   if query ~= "" then
     for pair in query:gmatch("[^&]+") do
       local k, v = pair:match("^([^=]+)=(.*)$")
@@ -299,7 +304,8 @@ end
 
 -- backend = "memory": the cache lives in this process (hc_mem.c), so
 -- every option that names a server is an error. Returns an error message.
-local memory_refused = { "url", "host", "port", "path", "db", "username", "password", "tls", "transport", "l1" }
+local memory_refused = { "url", "host", "port", "path", "db", "username", "password", "tls", "transport", "l1",
+                         "cluster", "sentinels", "master_name", "sentinel_username", "sentinel_password" }
 local function memory_settings(s, opts)
   for _, k in ipairs(memory_refused) do
     if opts[k] ~= nil then return bad(k, 'cannot be used with backend = "memory" (there is no server)') end
@@ -314,6 +320,105 @@ local function memory_settings(s, opts)
   if type(s.mem_name) ~= "string" or s.mem_name == "" or #s.mem_name > 256 or s.mem_name:find("%z") then
     return bad("name", "must be a non-empty string of at most 256 bytes, without NUL")
   end
+end
+
+-- "host:port" or "[v6]:port" -> host, port; nil when malformed.
+local function host_port(a)
+  if type(a) ~= "string" then return nil end
+  local host, port = a:match("^%[([%x:.]+)%]:(%d+)$")
+  if not host then host, port = a:match("^([%w.%-_]+):(%d+)$") end
+  port = tonumber(port)
+  if not host or not port or port < 1 or port > 65535 then return nil end
+  return host, port
+end
+
+-- A list of "host:port" (cluster seeds, sentinels) -> "h:p\nh:p", or nil, err.
+local function address_list(name, list)
+  if type(list) ~= "table" or #list == 0 then
+    return nil, bad(name, 'must be a non-empty list of "host:port" strings')
+  end
+  local out = {}
+  for k in pairs(list) do
+    if type(k) ~= "number" or k < 1 or k > #list or k % 1 ~= 0 then return nil, bad(name, "must be a list") end
+  end
+  if #list > 64 then return nil, bad(name, "holds at most 64 addresses") end
+  for i = 1, #list do
+    local host, port = host_port(list[i])
+    if not host then return nil, bad(name, 'entries must be "host:port" (or "[IPv6]:port")') end
+    out[i] = host .. ":" .. port
+  end
+  return table.concat(out, "\n"), host_port(list[1])
+end
+
+-- redis+cluster://[user:pass@]h:p,h:p  and
+-- redis+sentinel://[user:pass@]h:p,h:p/master_name[/db]  (rediss+...: TLS)
+-- -> fields {cluster = list | sentinels = list, master_name, db, username,
+-- password, tls}, or nil when url is not of these schemes, or nil, err.
+function _M.parse_topology_url(url)
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  scheme = scheme and scheme:lower()
+  local kinds = { ["redis+cluster"] = "cluster", ["rediss+cluster"] = "cluster",
+                  ["redis+sentinel"] = "sentinels", ["rediss+sentinel"] = "sentinels" }
+  local kind = kinds[scheme or ""]
+  if not kind then return nil end
+  local f = { tls = scheme:sub(1, 6) == "rediss" or nil }
+  local auth, hosts, path = rest:match("^(.*)@([^@/]*)(.*)$")
+  if not auth then hosts, path = rest:match("^([^/]*)(.*)$") end
+  userinfo(f, auth)
+  local list = {}
+  for a in (hosts or ""):gmatch("[^,]+") do list[#list + 1] = a end
+  f[kind] = list
+  if kind == "cluster" then
+    if path ~= "" and path ~= "/" and path ~= "/0" then
+      return nil, nil, bad("url", "a cluster has only database 0")
+    end
+  else
+    local name, db = path:match("^/([^/]+)/?(%d*)$")
+    if not name then return nil, nil, bad("url", "redis+sentinel:// needs /master_name after the sentinels") end
+    f.master_name = unescape(name)
+    if db ~= "" then f.db = tonumber(db) end
+  end
+  return f
+end
+
+-- cluster / sentinels: seeds or sentinels into s (placeholders in
+-- s.host/s.port: the first address). Returns an error.
+local function topology_settings(s, opts)
+  if opts.cluster ~= nil and opts.sentinels ~= nil then return bad("sentinels", "cannot be combined with 'cluster'") end
+  for _, k in ipairs { "master_name", "sentinel_username", "sentinel_password" } do
+    if opts[k] ~= nil and opts.sentinels == nil then return bad(k, "is an option of 'sentinels'") end
+  end
+  local name = opts.cluster ~= nil and "cluster" or "sentinels"
+  for _, k in ipairs { "host", "port", "path" } do
+    if opts[k] ~= nil then return bad(k, "cannot be combined with '" .. name .. "'") end
+  end
+  local list, host, port = address_list(name, opts[name])
+  if not list then return host end
+  s.host, s.port = host, port
+  if name == "cluster" then
+    s.cluster_seeds = list
+    if s.db ~= 0 then return bad("db", "a cluster has only database 0") end
+  else
+    s.sentinel_addrs = list
+    if type(opts.master_name) ~= "string" or opts.master_name == "" or #opts.master_name > 255
+       or opts.master_name:find("[%z%s]") then
+      return bad("master_name", "must be a non-empty string without spaces (the name the sentinels monitor)")
+    end
+    s.master_name = opts.master_name
+    for _, k in ipairs { "sentinel_username", "sentinel_password" } do
+      if opts[k] ~= nil and (type(opts[k]) ~= "string" or opts[k]:find("%z")) then
+        return bad(k, "must be a string without NUL")
+      end
+      s[k] = opts[k]
+    end
+    if s.sentinel_username and not s.sentinel_password then
+      return bad("sentinel_username", "needs sentinel_password")
+    end
+  end
+  if s.transport == "cosocket" then
+    return bad(name, 'is not available with the cosocket transport yet (the blocking transport only)')
+  end
+  if s.l1_max_bytes > 0 then return bad("l1", "is not available with '" .. name .. "' yet") end
 end
 
 --- Validates options and returns the settings for hicache.core.new.
@@ -337,8 +442,17 @@ function _M.settings(opts)
     local url_tls
     if opts.url ~= nil then
       if type(opts.url) ~= "string" then return nil, bad("url", "must be a string") end
-      local f, err = _M.parse_url(opts.url)
-      if not f then return nil, err end
+      local f, _, terr = _M.parse_topology_url(opts.url)
+      local err
+      if terr then return nil, terr end
+      if f then
+        for _, k in ipairs { "cluster", "sentinels", "master_name" } do
+          if opts[k] ~= nil then return nil, bad(k, "cannot be combined with 'url'") end
+        end
+      else
+        f, err = _M.parse_url(opts.url)
+        if not f then return nil, err end
+      end
       url_tls = f.tls
       for _, k in ipairs(connection_fields) do
         if opts[k] ~= nil then return nil, bad(k, "cannot be combined with 'url'") end
@@ -406,6 +520,24 @@ function _M.settings(opts)
 
   e = l1_settings(s, opts.l1); if e then return nil, e end
   e = breaker_settings(s, opts.breaker); if e then return nil, e end
+  if backend == "redis" then
+    local topo = opts
+    if opts.url ~= nil then
+      local f = _M.parse_topology_url(opts.url)
+      if f then
+        topo = { cluster = f.cluster, sentinels = f.sentinels, master_name = f.master_name,
+                 sentinel_username = opts.sentinel_username, sentinel_password = opts.sentinel_password }
+      end
+    end
+    if topo.cluster ~= nil or topo.sentinels ~= nil then
+      s.host, s.port = nil, nil
+      e = topology_settings(s, topo); if e then return nil, e end
+    elseif opts.master_name ~= nil or opts.sentinel_username ~= nil or opts.sentinel_password ~= nil then
+      for _, k in ipairs { "master_name", "sentinel_username", "sentinel_password" } do
+        if opts[k] ~= nil then return nil, bad(k, "is an option of 'sentinels'") end
+      end
+    end
+  end
 
   -- the cache (per handle, not part of the pool's identity)
   s.prefix = opts.prefix == nil and d.prefix or opts.prefix

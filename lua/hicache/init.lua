@@ -15,7 +15,7 @@ local argerror = require "hicache.argerror"
 local prometheus = require "hicache.prometheus"
 local compat = require "hicache.compat"
 
-local type, setmetatable, pairs, tostring = type, setmetatable, pairs, tostring
+local type, setmetatable, pairs, ipairs, tostring = type, setmetatable, pairs, ipairs, tostring
 local raise = argerror.raise
 
 local _M = {
@@ -143,6 +143,18 @@ end
 
 local SCAN_COUNT, BATCH = 1000, 500
 
+-- What SCAN runs on: every master of a cluster (by address), else the
+-- one server (false: cache:command).
+local function scan_targets(self)
+  if self:_is_cluster() then return self:nodes() end
+  return { false }
+end
+
+local function scan(self, node, cursor, match)
+  if node then return self:node_command(node, "SCAN", cursor, "MATCH", match, "COUNT", SCAN_COUNT) end
+  return self:command("SCAN", cursor, "MATCH", match, "COUNT", SCAN_COUNT)
+end
+
 --- cache:keys(pattern) -> iterator over this cache's keys matching the
 -- glob pattern (default "*"), without the prefix:version: part: the keys a
 -- get would hit (a tagged entry whose tags moved on is left out). Uses
@@ -153,13 +165,22 @@ function Cache:keys(pattern)
   if type(pattern) ~= "string" then raise("bad argument #1 to 'keys' (pattern must be a string)") end
   local match = self:_scan_pattern(pattern)
   local cut = #self:_namespace() + 1
-  local cursor, batch, i, done = "0", {}, 0, false
+  local nodes, err0 = scan_targets(self)
+  local cursor, batch, i, done, n = "0", {}, 0, false, 1
+  if not nodes then done = true end
   return function()
     while true do
       i = i + 1
       if batch[i] then return batch[i]:sub(cut) end
-      if done then return nil end
-      local r, err = self:command("SCAN", cursor, "MATCH", match, "COUNT", SCAN_COUNT)
+      if done then
+        if err0 then
+          local e = err0
+          err0 = nil
+          return nil, e
+        end
+        return nil
+      end
+      local r, err = scan(self, nodes[n], cursor, match)
       local visible
       if r then visible, err = self:_visible(r[2]) end
       if not visible then
@@ -167,7 +188,10 @@ function Cache:keys(pattern)
         return nil, err
       end
       cursor, batch, i = r[1], visible, 0
-      done = cursor == "0"
+      if cursor == "0" then -- this node is done: the next one, if any
+        n = n + 1
+        done = nodes[n] == nil
+      end
     end
   end
 end
@@ -182,18 +206,23 @@ local function delete_matching(self, pattern)
   local ok, err = self:_bump_epoch()
   if not ok then return nil, err end
   local match = self:_scan_pattern(pattern)
-  local cursor, deleted = "0", 0
-  repeat
-    local r, serr = self:command("SCAN", cursor, "MATCH", match, "COUNT", SCAN_COUNT)
-    if not r then return nil, serr end
-    cursor = r[1]
-    local keys = r[2]
-    for from = 1, #keys, BATCH do
-      local n, derr = self:_invalidate_full({ compat.unpack(keys, from, math.min(from + BATCH - 1, #keys)) })
-      if not n then return nil, derr end
-      deleted = deleted + n
-    end
-  until cursor == "0"
+  local nodes, nerr = scan_targets(self)
+  if not nodes then return nil, nerr end
+  local deleted = 0
+  for _, node in ipairs(nodes) do
+    local cursor = "0"
+    repeat
+      local r, serr = scan(self, node, cursor, match)
+      if not r then return nil, serr end
+      cursor = r[1]
+      local keys = r[2]
+      for from = 1, #keys, BATCH do
+        local n, derr = self:_invalidate_full({ compat.unpack(keys, from, math.min(from + BATCH - 1, #keys)) })
+        if not n then return nil, derr end
+        deleted = deleted + n
+      end
+    until cursor == "0"
+  end
   return deleted
 end
 

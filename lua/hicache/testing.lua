@@ -35,10 +35,11 @@ function _M.cache(opts)
   o.prefix = "test-" .. core.token():sub(1, 12)
   -- the caller's options win; the environment fills in what they lack
   -- (backend = "memory" needs no server: its caches share the process's store)
-  if o.backend ~= "memory" and not (o.url or o.host or o.path or o.port) then
+  local routed = o.cluster ~= nil or o.sentinels ~= nil
+  if o.backend ~= "memory" and not routed and not (o.url or o.host or o.path or o.port) then
     o.url = os.getenv("HICACHE_TEST_URL")
   end
-  if o.backend ~= "memory" and not (o.url or o.path) then
+  if o.backend ~= "memory" and not routed and not (o.url or o.path) then
     o.host = o.host or os.getenv("HICACHE_TEST_HOST") or "127.0.0.1"
     o.port = o.port or tonumber(os.getenv("HICACHE_TEST_PORT") or 6379)
   end

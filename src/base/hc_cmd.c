@@ -89,6 +89,90 @@ int hc_cmd_idempotent(const hc_cmd *cmd)
            arg_is(cmd->argv[1], cmd->argvlen[1], "LOAD", 4);
 }
 
+/* ---- keys, for a router ------------------------------------------------- */
+
+static const struct rule keyless[] = {
+#define R(name, any) {name, sizeof name - 1, any}
+    R("PING", 1), R("ECHO", 1), R("TIME", 1),
+    R("INFO", 0), R("DBSIZE", 0), R("FLUSHDB", 0), R("FLUSHALL", 0), R("SCAN", 0),
+    R("KEYS", 0), R("RANDOMKEY", 0), R("CLIENT", 0), R("CONFIG", 0), R("CLUSTER", 0),
+    R("SCRIPT", 0), R("FUNCTION", 0), R("MULTI", 0), R("EXEC", 0), R("DISCARD", 0),
+    R("UNWATCH", 0), R("SELECT", 0), R("AUTH", 0), R("HELLO", 0), R("COMMAND", 0),
+    R("DEBUG", 0), R("SAVE", 0), R("BGSAVE", 0), R("BGREWRITEAOF", 0), R("LASTSAVE", 0),
+    R("MONITOR", 0), R("SLOWLOG", 0), R("LATENCY", 0), R("LOLWUT", 0), R("SHUTDOWN", 0),
+    R("SWAPDB", 0), R("REPLICAOF", 0), R("SLAVEOF", 0), R("ACL", 0), R("SENTINEL", 0),
+    R("ROLE", 0), R("WAIT", 0), R("READONLY", 0), R("READWRITE", 0), R("QUIT", 0),
+    R("RESET", 0), R("SUBSCRIBE", 0), R("PSUBSCRIBE", 0), R("UNSUBSCRIBE", 0),
+    R("PUNSUBSCRIBE", 0), R("PUBLISH", 0), R("PUBSUB", 0), R("FAILOVER", 0),
+    R("MODULE", 0), R("MIGRATE", 0), R("ASKING", 0), R("SYNC", 0), R("PSYNC", 0),
+    R("WAITAOF", 0), R("MEMORY", 0),
+#undef R
+};
+
+static const struct rule each[] = {
+#define R(name) {name, sizeof name - 1, 0}
+    R("MGET"), R("DEL"), R("UNLINK"), R("EXISTS"), R("TOUCH"),
+#undef R
+};
+
+static int is(const hc_cmd *cmd, int i, const char *name)
+{
+    return i < cmd->argc && arg_is(cmd->argv[i], cmd->argvlen[i], name, strlen(name));
+}
+
+/* numkeys at argv[at], keys after it */
+static int after_numkeys(const hc_cmd *cmd, int at, int *first)
+{
+    char buf[24];
+    size_t n;
+    if (at >= cmd->argc || (n = cmd->argvlen[at]) == 0 || n >= sizeof buf) return HC_KEYS_NONE;
+    memcpy(buf, cmd->argv[at], n);
+    buf[n] = '\0';
+    if (atol(buf) <= 0 || at + 1 >= cmd->argc) return HC_KEYS_NONE;
+    *first = at + 1;
+    return HC_KEYS_ONE;
+}
+
+int hc_cmd_keys(const hc_cmd *cmd, int *first)
+{
+    size_t i;
+    int j;
+    *first = 0;
+    if (cmd->argc < 1) return HC_KEYS_NONE;
+    if (is(cmd, 0, "GET") || is(cmd, 0, "SET")) { /* the common case first */
+        *first = 1;
+        return cmd->argc > 1 ? HC_KEYS_ONE : HC_KEYS_NONE;
+    }
+    if (is(cmd, 0, "EVALSHA") || is(cmd, 0, "EVAL") || is(cmd, 0, "EVAL_RO") ||
+        is(cmd, 0, "EVALSHA_RO") || is(cmd, 0, "FCALL") || is(cmd, 0, "FCALL_RO"))
+        return after_numkeys(cmd, 2, first);
+    if (is(cmd, 0, "BLMPOP") || is(cmd, 0, "BZMPOP")) return after_numkeys(cmd, 2, first);
+    if (is(cmd, 0, "LMPOP") || is(cmd, 0, "ZMPOP") || is(cmd, 0, "SINTERCARD") ||
+        is(cmd, 0, "ZUNION") || is(cmd, 0, "ZINTER") || is(cmd, 0, "ZDIFF") || is(cmd, 0, "ZINTERCARD"))
+        return after_numkeys(cmd, 1, first);
+    if (is(cmd, 0, "XREAD") || is(cmd, 0, "XREADGROUP")) {
+        for (j = 1; j + 1 < cmd->argc; j++)
+            if (is(cmd, j, "STREAMS")) {
+                *first = j + 1;
+                return HC_KEYS_ONE;
+            }
+        return HC_KEYS_NONE;
+    }
+    if (is(cmd, 0, "OBJECT") || is(cmd, 0, "XINFO") || (is(cmd, 0, "MEMORY") && is(cmd, 1, "USAGE"))) {
+        if (cmd->argc < 3) return HC_KEYS_NONE;
+        *first = 2;
+        return HC_KEYS_ONE;
+    }
+    for (i = 0; i < sizeof keyless / sizeof keyless[0]; i++)
+        if (arg_is(cmd->argv[0], cmd->argvlen[0], keyless[i].name, keyless[i].len))
+            return keyless[i].effect ? HC_KEYS_ANY : HC_KEYS_NONE;
+    if (cmd->argc < 2) return HC_KEYS_NONE;
+    *first = 1;
+    for (i = 0; i < sizeof each / sizeof each[0]; i++)
+        if (arg_is(cmd->argv[0], cmd->argvlen[0], each[i].name, each[i].len)) return HC_KEYS_EACH;
+    return HC_KEYS_ONE;
+}
+
 /* ---- hc_cmdb ------------------------------------------------------------ */
 
 void hc_cmdb_init(hc_cmdb *b)

@@ -38,6 +38,24 @@ unsigned hc_cmd_track(unsigned state, const hc_cmd *cmd);
 int hc_cmd_idempotent(const hc_cmd *cmd);
 
 /*
+ * Where a command's keys are, for a router (Redis Cluster). Returns:
+ *   HC_KEYS_NONE  no key: which node should run it is ambiguous (INFO,
+ *                 SCAN, FLUSHDB, MULTI, CLIENT, an EVAL with 0 keys, ...)
+ *   HC_KEYS_ANY   no key, and any node may answer (PING, ECHO, TIME)
+ *   HC_KEYS_ONE   argv[*first] is its first key; its other keys, if any,
+ *                 must share that key's slot (the server checks: CROSSSLOT)
+ *   HC_KEYS_EACH  every argument from argv[*first] on is a key and the
+ *                 command may be split by slot (MGET, DEL, UNLINK, EXISTS,
+ *                 TOUCH): the results are merged (arrays joined in order,
+ *                 integers added)
+ * Commands not known to be key-less take argv[1] as their first key;
+ * EVAL/EVALSHA/FCALL (and _RO) take it after numkeys, XREAD/XREADGROUP
+ * after STREAMS, OBJECT/MEMORY USAGE/XINFO at argv[2].
+ */
+enum { HC_KEYS_NONE = 0, HC_KEYS_ANY, HC_KEYS_ONE, HC_KEYS_EACH };
+int hc_cmd_keys(const hc_cmd *cmd, int *first);
+
+/*
  * hc_cmdb: builds a pipeline of commands in C-owned memory, for callers
  * that must not raise (a reply may be held). Arguments are copied (add) or
  * borrowed (ref: the caller keeps the bytes alive until the commands have

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "hc_ops.h"
+#include "hc_slot.h"
 #include "hc_reply.h"
 #include "hc_time.h"
 
@@ -141,14 +142,45 @@ int hc_opts_tags(lua_State *L, int idx, int argn, hc_taglist *t, const char *con
 
 /* ---- namespace companions (the epoch of clear() and delete_pattern()) ---- */
 
-size_t hc_epoch_name(const client *cl, char *buf)
+size_t hc_epoch_slot_name(const client *cl, int slot, char *buf)
 {
+    /* P:e:{<tag of the slot>}:<version>:epoch -- "e" is no integer, so no
+     * value key (P:<integer>:k) nor other internal name starts so */
+    const char *tag = hc_slot_tag(slot);
+    size_t n = 0, tn = strlen(tag), vn = cl->ns_len - cl->prefix_len - 1;
+    memcpy(buf + n, cl->prefix, cl->prefix_len);
+    n += cl->prefix_len;
+    memcpy(buf + n, ":e:{", 4);
+    n += 4;
+    memcpy(buf + n, tag, tn);
+    n += tn;
+    memcpy(buf + n, "}:", 2);
+    n += 2;
+    memcpy(buf + n, cl->ns + cl->prefix_len + 1, vn); /* "<version>:" */
+    n += vn;
+    memcpy(buf + n, "epoch", 5);
+    return n + 5;
+}
+
+size_t hc_epoch_slot_wake_name(const client *cl, int slot, const char *epoch, size_t en, char *buf)
+{
+    size_t n = hc_epoch_slot_name(cl, slot, buf);
+    if (en > 64) en = 64;
+    buf[n++] = ':';
+    memcpy(buf + n, epoch, en);
+    return n + en;
+}
+
+size_t hc_epoch_name(const client *cl, const char *v, size_t vn, char *buf)
+{
+    if (cl->cluster) return hc_epoch_slot_name(cl, hc_slot(v, vn), buf);
     return hc_name_companion(buf, cl->prefix, cl->prefix_len, cl->ns, cl->ns_len, "epoch", 5);
 }
 
-size_t hc_epoch_wake_name(const client *cl, const char *epoch, size_t en, char *buf)
+size_t hc_epoch_wake_name(const client *cl, const char *v, size_t vn, const char *epoch, size_t en, char *buf)
 {
     char what[8 + 64];
+    if (cl->cluster) return hc_epoch_slot_wake_name(cl, hc_slot(v, vn), epoch, en, buf);
     if (en > 64) en = 64;
     memcpy(what, "epoch:", 6);
     memcpy(what + 6, epoch, en);
@@ -339,10 +371,11 @@ static int names_epoch_wake(lua_State *L)
 {
     client *cl = (client *)lua_touserdata(L, lua_upvalueindex(1));
     char name[HC_NAME_MAX];
-    size_t en;
+    size_t en, vn;
     const char *e = luaL_checklstring(L, 1, &en);
+    const char *v = lua_tolstring(L, lua_upvalueindex(2), &vn);
     if (en > 64) return luaL_argerror(L, 1, "epoch too long");
-    lua_pushlstring(L, name, hc_epoch_wake_name(cl, e, en, name));
+    lua_pushlstring(L, name, hc_epoch_wake_name(cl, v, vn, e, en, name));
     return 1;
 }
 
@@ -358,10 +391,11 @@ static int cache_names(lua_State *L)
     lua_setfield(L, -2, "lease");
     lua_pushlstring(L, name, hc_name_companion(name, cl->prefix, cl->prefix_len, key, kn, "wake", 4));
     lua_setfield(L, -2, "wake");
-    lua_pushlstring(L, name, hc_epoch_name(cl, name));
+    lua_pushlstring(L, name, hc_epoch_name(cl, key, kn, name));
     lua_setfield(L, -2, "epoch");
     lua_pushvalue(L, 1); /* keeps the client alive for the closure */
-    lua_pushcclosure(L, names_epoch_wake, 1);
+    lua_pushlstring(L, key, kn);
+    lua_pushcclosure(L, names_epoch_wake, 2);
     lua_setfield(L, -2, "epoch_wake");
     return 1;
 }

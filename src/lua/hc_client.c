@@ -7,10 +7,14 @@
  * hc_lease.c, ...) call these; this file calls none of them.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "compat.h"
 #include "hc_client.h"
+#include "hc_cluster.h"
+#include "hc_node.h"
+#include "hc_smaster.h"
 #include "hc_entry.h"
 #include "hc_l1.h"
 #include "hc_pool.h"
@@ -24,77 +28,59 @@ int hc_fail(lua_State *L, const char *err)
     return 2;
 }
 
-/* ---- running commands on a borrowed connection ------------------------- */
+/* ---- running commands: one node, a Sentinel master, or a cluster ---------- */
 
-/* Runs a formatted request of n commands; 0 with replies, or -1 with
- * err. Never raises. */
-static int exec_on(hc_conn *c, const char *req, size_t len, int n, const hc_cmd *cmds,
-                   redisReply **replies, char *err)
+/* A Sentinel master may have moved the pool: the client's reference follows. */
+static void follow_master(client *cl)
 {
-    if (c->pid != hc_pool_self_pid()) {
-        snprintf(err, HC_ERRLEN, "connection belongs to parent process");
-        return -1;
-    }
-    return hc_conn_exec_raw(c, req, len, n, cmds, replies, err, HC_ERRLEN);
+    hc_pool *now = hc_smaster_pool(cl->smaster);
+    if (now == cl->pool) return;
+    hc_pool_ref(now);
+    hc_pool_release(cl->pool);
+    cl->pool = now;
 }
 
-static int all_idempotent(int n, const hc_cmd *cmds)
-{
-    int i;
-    for (i = 0; i < n; i++)
-        if (!hc_cmd_idempotent(&cmds[i])) return 0;
-    return 1;
-}
-
-/* Borrow, run, settle, return: the whole life of a pooled command.
- * timeout > 0: the command timeout for this borrow (restored after).
- * A pooled connection that turns out to have been closed by the server
- * before any byte of the reply (killed, server restarted, idle timeout)
- * is replaced and the request sent once more -- only when every command
- * of it only reads, so nothing can run twice. */
+/* The whole life of a request: the router's pools (hc_node.h: borrow,
+ * run, settle, return, the retry rule), or the running operation's xio.
+ * timeout > 0: the command timeout for this call. */
 static int client_exec(client *cl, int n, const hc_cmd *cmds, redisReply **replies, char *err, double timeout)
 {
-    hc_pool *p = cl->pool;
-    hc_conn *c;
     char *req;
     long len;
-    int rc, attempt;
-    if (p == NULL) {
+    int rc;
+    if (cl->pool == NULL) {
         snprintf(err, HC_ERRLEN, "closed");
         return -1;
     }
     if (cl->xio) return hc_xio_exec(cl->xio, n, cmds, timeout, replies, err, HC_ERRLEN);
+    if (cl->cluster) return hc_cluster_exec(cl->cluster, n, cmds, cl->pin1 - 1, replies, err, timeout);
     len = hc_proto_format(n, cmds, &req);
     if (len < 0) {
         snprintf(err, HC_ERRLEN, "out of memory");
         return -1;
     }
-    for (attempt = 0;; attempt++) {
-        c = hc_pool_checkout_ex(p, attempt > 0, err, HC_ERRLEN);
-        if (c == NULL) {
-            rc = -1;
-            break;
-        }
-        if (timeout > 0 && hc_conn_set_timeout(c, timeout) != 0) {
-            c->broken = 1;
-            hc_pool_checkin(p, c);
-            snprintf(err, HC_ERRLEN, "cannot set timeout");
-            rc = -1;
-            break;
-        }
-        rc = exec_on(c, req, (size_t)len, n, cmds, replies, err);
-        if (timeout > 0 && !c->broken && hc_conn_set_timeout(c, hc_pool_settings(p)->timeout) != 0)
-            c->broken = 1;
-        hc_conn_settle(c);
-        if (rc != 0 && attempt == 0 && c->closed_unused && all_idempotent(n, cmds)) {
-            hc_pool_checkin(p, c); /* broken: closed */
-            continue;
-        }
-        hc_pool_checkin(p, c);
-        break;
+    if (cl->smaster) {
+        rc = hc_smaster_exec(cl->smaster, req, (size_t)len, n, cmds, replies, err, timeout);
+        follow_master(cl);
+    } else {
+        rc = hc_node_exec(cl->pool, req, (size_t)len, n, cmds, replies, err, timeout);
     }
     hc_proto_free(req);
     return rc;
+}
+
+hc_pool *hc_client_pool_for(client *cl, const char *key, size_t kn, char *err)
+{
+    if (cl->pool == NULL) {
+        snprintf(err, HC_ERRLEN, "closed");
+        return NULL;
+    }
+    if (cl->cluster) return hc_cluster_pool_for(cl->cluster, key, kn, err);
+    if (cl->smaster) {
+        hc_smaster_check(cl->smaster);
+        follow_master(cl);
+    }
+    return cl->pool;
 }
 
 int hc_client_exec(client *cl, int n, const hc_cmd *cmds, redisReply **replies, char *err)
@@ -136,23 +122,20 @@ static int is_noscript(const redisReply *r)
     return r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
 }
 
-int hc_client_run(client *cl, hc_cmdb *b, const int *script, redisReply **replies, char *err)
+/* Runs n commands; script[i] as in hc_client_run. */
+static int run_cmds(client *cl, int n, const hc_cmd *cmds, const int *script, redisReply **replies, char *err)
 {
-    int i, n = b->ncmds;
-    if (hc_cmdb_finish(b) != 0) {
-        snprintf(err, HC_ERRLEN, "out of memory");
-        return -1;
-    }
+    int i;
     for (i = 0; script && i < n; i++)
         if (script[i] >= 0 && load_script(cl, script[i], err) != 0) return -1;
-    if (hc_client_exec(cl, n, b->cmds, replies, err) != 0) return -1;
+    if (hc_client_exec(cl, n, cmds, replies, err) != 0) return -1;
     for (i = 0; script && i < n; i++) {
         if (script[i] < 0 || !is_noscript(replies[i])) continue;
         /* flushed, or a restart or failover: load it again and rerun it */
         freeReplyObject(replies[i]);
         replies[i] = NULL;
         cl->sha[script[i]][0] = '\0';
-        if (load_script(cl, script[i], err) != 0 || hc_client_exec(cl, 1, &b->cmds[i], &replies[i], err) != 0) {
+        if (load_script(cl, script[i], err) != 0 || hc_client_exec(cl, 1, &cmds[i], &replies[i], err) != 0) {
             int j;
             for (j = 0; j < n; j++)
                 if (replies[j]) freeReplyObject(replies[j]);
@@ -160,6 +143,124 @@ int hc_client_run(client *cl, hc_cmdb *b, const int *script, redisReply **replie
         }
     }
     return 0;
+}
+
+/* The number of keys of an EVALSHA (argv[2]). */
+static int numkeys(const hc_cmd *c)
+{
+    return c->argc > 2 ? atoi(c->argv[2]) : 0;
+}
+
+/* On a cluster, a TAGS script over several tag keys (each in its own
+ * slot) runs as one TAGS per key, in the same round trip; the results
+ * are merged back into one array per TAGS command (the first error reply
+ * of its parts, if any). The script treats its keys one by one (KEYS[i],
+ * ARGV[2 + i]), so the parts do what the whole would. */
+static int run_tags_split(client *cl, int n, const hc_cmd *cmds, const int *script, redisReply **replies,
+                          char *err)
+{
+    int i, j, m = 0, rc = -1;
+    hc_cmd *x;
+    int *xs, *from;
+    const char **argv;
+    size_t *lens, na = 0;
+    redisReply **xr;
+    for (i = 0; i < n; i++) m += script[i] == HC_SCRIPT_TAGS && numkeys(&cmds[i]) > 1 ? numkeys(&cmds[i]) : 1;
+    for (i = 0; i < n; i++) na += script[i] == HC_SCRIPT_TAGS ? (size_t)numkeys(&cmds[i]) * 7 : 0;
+    x = malloc((size_t)m * sizeof *x);
+    xs = malloc((size_t)m * sizeof *xs);
+    from = malloc((size_t)m * sizeof *from);
+    xr = calloc((size_t)m, sizeof *xr);
+    argv = malloc((na + 1) * sizeof *argv);
+    lens = malloc((na + 1) * sizeof *lens);
+    if (x == NULL || xs == NULL || from == NULL || xr == NULL || argv == NULL || lens == NULL) {
+        snprintf(err, HC_ERRLEN, "out of memory");
+        goto done;
+    }
+    for (i = 0, m = 0, na = 0; i < n; i++) {
+        const hc_cmd *c = &cmds[i];
+        int k = numkeys(c);
+        if (script[i] != HC_SCRIPT_TAGS || k <= 1) {
+            x[m] = *c;
+            xs[m] = script[i];
+            from[m++] = i;
+            continue;
+        }
+        for (j = 0; j < k; j++) { /* EVALSHA sha 1 key mode ms [token] */
+            int a = 0, tok = 3 + k + 2 + j;
+            x[m].argv = &argv[na];
+            x[m].argvlen = &lens[na];
+            argv[na + a] = c->argv[0], lens[na + a++] = c->argvlen[0];
+            argv[na + a] = c->argv[1], lens[na + a++] = c->argvlen[1];
+            argv[na + a] = "1", lens[na + a++] = 1;
+            argv[na + a] = c->argv[3 + j], lens[na + a++] = c->argvlen[3 + j];
+            argv[na + a] = c->argv[3 + k], lens[na + a++] = c->argvlen[3 + k];
+            argv[na + a] = c->argv[4 + k], lens[na + a++] = c->argvlen[4 + k];
+            if (tok < c->argc) argv[na + a] = c->argv[tok], lens[na + a++] = c->argvlen[tok];
+            x[m].argc = a;
+            na += (size_t)a;
+            xs[m] = HC_SCRIPT_TAGS;
+            from[m++] = i;
+        }
+    }
+    if (run_cmds(cl, m, x, xs, xr, err) != 0) goto done;
+    for (i = 0, j = 0; i < n; i++) { /* merge */
+        int k0 = j, k, bad = -1;
+        redisReply *out;
+        while (j < m && from[j] == i) j++;
+        if (j - k0 == 1 && !(script[i] == HC_SCRIPT_TAGS && numkeys(&cmds[i]) > 1)) {
+            replies[i] = xr[k0];
+            xr[k0] = NULL;
+            continue;
+        }
+        for (k = k0; k < j && bad < 0; k++)
+            if (xr[k]->type != REDIS_REPLY_ARRAY || xr[k]->elements != 1) bad = k;
+        if (bad >= 0) {
+            replies[i] = xr[bad];
+            xr[bad] = NULL;
+            continue;
+        }
+        out = calloc(1, sizeof *out);
+        if (out == NULL || (out->element = calloc((size_t)(j - k0), sizeof *out->element)) == NULL) {
+            free(out);
+            for (k = 0; k < i; k++) freeReplyObject(replies[k]);
+            snprintf(err, HC_ERRLEN, "out of memory");
+            goto done;
+        }
+        out->type = REDIS_REPLY_ARRAY;
+        out->elements = (size_t)(j - k0);
+        for (k = k0; k < j; k++) {
+            out->element[k - k0] = xr[k]->element[0];
+            xr[k]->element[0] = NULL;
+            xr[k]->elements = 0;
+        }
+        replies[i] = out;
+    }
+    rc = 0;
+done:
+    for (i = 0; xr && i < m; i++)
+        if (xr[i]) freeReplyObject(xr[i]);
+    free(x);
+    free(xs);
+    free(from);
+    free(xr);
+    free(argv);
+    free(lens);
+    return rc;
+}
+
+int hc_client_run(client *cl, hc_cmdb *b, const int *script, redisReply **replies, char *err)
+{
+    int i, n = b->ncmds;
+    if (hc_cmdb_finish(b) != 0) {
+        snprintf(err, HC_ERRLEN, "out of memory");
+        return -1;
+    }
+    if (cl->cluster && script && !cl->xio)
+        for (i = 0; i < n; i++)
+            if (script[i] == HC_SCRIPT_TAGS && numkeys(&b->cmds[i]) > 1)
+                return run_tags_split(cl, n, b->cmds, script, replies, err);
+    return run_cmds(cl, n, b->cmds, script, replies, err);
 }
 
 /* ---- L1 ---------------------------------------------------------------------- */

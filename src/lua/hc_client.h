@@ -37,6 +37,9 @@ typedef struct client {
     int memo_n, memo_max;   /* keys in the memo, and its bound              */
     pid_t l1_pid;           /* the process whose L1 this cache last used     */
     unsigned brk_seq;       /* the breaker change last reported by on_event */
+    struct hc_cluster *cluster; /* a Redis Cluster (hc_cluster.h): routes every command; or NULL */
+    struct hc_smaster *smaster; /* a Sentinel group's master (hc_smaster.h): pool follows it; or NULL */
+    int pin1;               /* cluster: 1 + the master every command goes to (0: routed by key) */
     hc_xio *xio;            /* set while core.step runs an operation over an
                                outside transport; NULL: the pool's sockets */
 } client;
@@ -79,6 +82,10 @@ void hc_client_bytes_in(client *cl, const char *key, size_t kn, size_t bytes_in)
 void hc_client_l1_drop_args(client *cl, int n, const hc_cmd *cmds);
 /* 1 when this cache keeps the full key in L1 (its families/prefixes). */
 int hc_client_l1_covers(client *cl, const char *key, size_t kn);
+
+/* The pool serving key now: the cluster node of its slot, else the pool.
+ * Borrowed; NULL + err. */
+hc_pool *hc_client_pool_for(client *cl, const char *key, size_t kn, char *err);
 
 /* nil, err; returns 2. */
 int hc_fail(lua_State *L, const char *err);
@@ -132,5 +139,9 @@ void hc_lproto_register(lua_State *L);
 
 /* The in-process store for specs and benchmarks (hc_lstore.c): core.store. */
 void hc_lstore_register(lua_State *L);
+
+/* Sentinel master discovery for specs and operators (hc_lsentinel.c):
+ * core.sentinel_master. */
+void hc_lsentinel_register(lua_State *L);
 
 #endif

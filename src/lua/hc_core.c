@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "compat.h"
@@ -18,6 +19,8 @@
 #include "hc_proto.h"
 #include "hc_reply.h"
 #include "hc_time.h"
+#include "hc_cluster.h"
+#include "hc_smaster.h"
 
 #include <sodium.h>
 
@@ -59,6 +62,30 @@ static int opt_int(lua_State *L, int t, const char *k, int lo, int hi)
     double v = opt_number(L, t, k, lo, hi);
     if (v != (double)(int)v) luaL_error(L, "setting '%s' must be an integer", k);
     return (int)v;
+}
+
+/* "host:port\nhost:port" (validated by config.lua) into hosts (pointers
+ * into a Lua string left on the stack: GC-owned, so a raise leaks
+ * nothing) and ports; the count. */
+#define HC_TOPO_MAX 64
+static int split_addrs(lua_State *L, const char *list, char **hosts, int *ports)
+{
+    char *copy = (char *)lua_newuserdata(L, strlen(list) + 1), *p;
+    int n = 0;
+    memcpy(copy, list, strlen(list) + 1);
+    for (p = copy; *p && n < HC_TOPO_MAX;) {
+        char *nl = strchr(p, '\n'), *colon;
+        if (nl) *nl = '\0';
+        colon = strrchr(p, ':');
+        if (colon == NULL) luaL_error(L, "setting 'cluster_seeds' is invalid");
+        *colon = '\0';
+        ports[n] = atoi(colon + 1);
+        hosts[n++] = p;
+        if (!nl) break;
+        p = nl + 1;
+    }
+    if (n == 0) luaL_error(L, "no address");
+    return n;
 }
 
 /* core.new(settings) -> client. settings are validated and complete. */
@@ -188,7 +215,32 @@ static int core_new(lua_State *L)
     else lua_pop(L, 1);
     {
         char err[HC_ERRLEN];
-        cl->pool = hc_pool_acquire(&s, err, sizeof err); /* copies s; the __gc releases it */
+        const char *seeds = opt_string(L, 1, "cluster_seeds"), *sents = opt_string(L, 1, "sentinel_addrs");
+        if (seeds || sents) { /* a router: the cluster's slots, or the master the sentinels name */
+            char *hosts[HC_TOPO_MAX];
+            int ports[HC_TOPO_MAX], n = split_addrs(L, seeds ? seeds : sents, hosts, ports);
+            if (seeds) {
+                cl->cluster = hc_cluster_new(&s, n, (const char *const *)hosts, ports, err, sizeof err);
+                if (cl->cluster == NULL) return hc_fail(L, err);
+                cl->pool = hc_pool_acquire(&s, err, sizeof err); /* the first seed's: the handle's own */
+            } else {
+                hc_sentinel_cfg sc;
+                sc.n = n;
+                sc.hosts = hosts;
+                sc.ports = ports;
+                sc.master_name = (char *)opt_string(L, 1, "master_name");
+                sc.username = (char *)opt_string(L, 1, "sentinel_username");
+                sc.password = (char *)opt_string(L, 1, "sentinel_password");
+                if (sc.master_name == NULL) return luaL_error(L, "setting 'master_name' is required");
+                cl->smaster = hc_smaster_new(&s, &sc, err, sizeof err);
+                if (cl->smaster == NULL) return hc_fail(L, err);
+                cl->pool = hc_smaster_pool(cl->smaster);
+                hc_pool_ref(cl->pool);
+            }
+            lua_pop(L, 1); /* split_addrs' copy: the client stays on top */
+        } else {
+            cl->pool = hc_pool_acquire(&s, err, sizeof err); /* copies s; the __gc releases it */
+        }
         if (cl->pool == NULL) return hc_fail(L, err);   /* out of memory, a TLS file */
     }
     cl->l1 = hc_pool_l1(cl->pool);
@@ -226,6 +278,89 @@ static redisReply **reply_slots(lua_State *L, int n)
 
 /* ---- client methods ----------------------------------------------------- */
 
+/* On a cluster, a command without a key (but SCRIPT, run on every master)
+ * has no node to go to: an argument error at the caller's line. */
+static void check_routable(lua_State *L, const hc_cmd *cmd, int arg)
+{
+    int first;
+    if (cmd->argc < 1 || hc_cmd_keys(cmd, &first) != HC_KEYS_NONE) return;
+    if (cmd->argvlen[0] == 6 && strncasecmp(cmd->argv[0], "SCRIPT", 6) == 0) return;
+    lua_pushfstring(L, "'%s' has no key: on a cluster it is refused (use cache:node_command(node, ...) "
+                       "with a node of cache:nodes())", cmd->argv[0]);
+    luaL_argerror(L, arg, lua_tostring(L, -1));
+}
+
+/* cache:_is_cluster() -> boolean */
+static int client_is_cluster(lua_State *L)
+{
+    lua_pushboolean(L, hc_check_client(L)->cluster != NULL);
+    return 1;
+}
+
+/* cache:nodes() -> {"host:port", ...}: the masters (a cluster's, the
+ * Sentinel group's current one, or the one server). */
+static int client_nodes(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    int i, n;
+    if (cl->pool == NULL) return hc_fail(L, "closed");
+    if (cl->cluster == NULL) {
+        const hc_settings *st;
+        if (cl->smaster) { /* where the next call goes */
+            char err[HC_ERRLEN];
+            if (hc_client_pool_for(cl, "", 0, err) == NULL) return hc_fail(L, err);
+        }
+        st = hc_pool_settings(cl->pool);
+        lua_createtable(L, 1, 0);
+        if (st->memory) lua_pushfstring(L, "memory:%s", st->mem_name);
+        else if (st->path) lua_pushstring(L, st->path);
+        else lua_pushfstring(L, "%s:%d", st->host, st->port);
+        lua_rawseti(L, -2, 1);
+        return 1;
+    }
+    n = hc_cluster_masters(cl->cluster);
+    lua_createtable(L, n, 0);
+    for (i = 0; i < n; i++) {
+        lua_pushstring(L, hc_cluster_master_addr(cl->cluster, i));
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/* cache:node_command(node, name, ...): a command on that master (one of
+ * cache:nodes()), keys or not: SCAN, INFO, DBSIZE, ... */
+static int client_node_command(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    const char *argv[HC_ARGS_STACK];
+    size_t lens[HC_ARGS_STACK];
+    char err[HC_ERRLEN];
+    const char *node = luaL_checkstring(L, 2);
+    redisReply *r;
+    hc_cmd cmd;
+    int rc, pin = 0;
+
+    hc_args_from_stack(L, 3, lua_gettop(L), &cmd, argv, lens);
+    if (cl->pool == NULL) return hc_fail(L, "closed");
+    if (cl->cluster) {
+        int i, n = hc_cluster_masters(cl->cluster);
+        for (i = 0; i < n && pin == 0; i++)
+            if (strcmp(hc_cluster_master_addr(cl->cluster, i), node) == 0) pin = i + 1;
+    } else {
+        lua_settop(L, 2);
+        client_nodes(L);
+        lua_rawgeti(L, -1, 1);
+        pin = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), node) == 0;
+    }
+    if (pin == 0) return hc_fail(L, "no such node");
+    cl->pin1 = pin;
+    rc = hc_client_exec(cl, 1, &cmd, &r, err);
+    cl->pin1 = 0;
+    hc_client_l1_drop_args(cl, 1, &cmd);
+    if (rc != 0) return hc_fail(L, err);
+    return hc_reply_push_one(L, r);
+}
+
 static int client_command(lua_State *L)
 {
     client *cl = hc_check_client(L);
@@ -237,6 +372,7 @@ static int client_command(lua_State *L)
     int rc;
 
     hc_args_from_stack(L, 2, lua_gettop(L), &cmd, argv, lens);
+    if (cl->cluster) check_routable(L, &cmd, 2);
     if (cl->pool == NULL) return hc_fail(L, "closed");
     rc = hc_client_exec(cl, 1, &cmd, &r, err);
     hc_client_l1_drop_args(cl, 1, &cmd);
@@ -253,6 +389,10 @@ static int client_pipeline(lua_State *L)
     int n;
 
     cmds = hc_args_from_list(L, 2, &n);
+    if (cl->cluster) {
+        int i;
+        for (i = 0; i < n; i++) check_routable(L, &cmds[i], 2);
+    }
     r = reply_slots(L, n);
     if (cl->pool == NULL) return hc_fail(L, "closed");
     if (n == 0) {
@@ -273,6 +413,11 @@ static int client_reserve(lua_State *L)
     char err[HC_ERRLEN];
     reserved *rs;
 
+    size_t kn = 0;
+    const char *key = luaL_optlstring(L, 2, NULL, &kn);
+    hc_pool *p;
+    if (cl->cluster && key == NULL)
+        return luaL_argerror(L, 2, "a key expected: on a cluster the connection goes to its node");
     if (cl->pool == NULL) return hc_fail(L, "closed");
     rs = (reserved *)lua_newuserdata(L, sizeof *rs); /* may raise: nothing held yet */
     rs->pool = NULL;
@@ -280,10 +425,12 @@ static int client_reserve(lua_State *L)
     rs->timeout_set = 0;
     luaL_getmetatable(L, CONN_MT);
     lua_setmetatable(L, -2);
-    rs->conn = hc_pool_checkout(cl->pool, err, sizeof err);
+    p = hc_client_pool_for(cl, key ? key : "", kn, err);
+    if (p == NULL) return hc_fail(L, err);
+    rs->conn = hc_pool_checkout(p, err, sizeof err);
     if (rs->conn == NULL) return hc_fail(L, err);
-    hc_pool_ref(cl->pool);
-    rs->pool = cl->pool;
+    hc_pool_ref(p);
+    rs->pool = p;
     return 1;
 }
 
@@ -297,8 +444,10 @@ static int client_pool_stats(lua_State *L)
 {
     client *cl = hc_check_client(L);
     hc_pool_stats st;
+    int nodes = 1;
     if (cl->pool == NULL) return hc_fail(L, "closed");
-    hc_pool_get_stats(cl->pool, &st);
+    if (cl->cluster) hc_cluster_stats(cl->cluster, &st, &nodes);
+    else hc_pool_get_stats(cl->pool, &st);
     lua_createtable(L, 0, 11);
     set_int(L, "size", (unsigned long long)st.size);
     set_int(L, "in_use", (unsigned long long)st.in_use);
@@ -315,6 +464,29 @@ static int client_pool_stats(lua_State *L)
     lua_setfield(L, -2, "breaker");
     set_int(L, "breaker_opens", st.breaker_opens);
     set_int(L, "breaker_probes", st.breaker_probes);
+    if (cl->cluster) {
+        unsigned long long a, b, c, d;
+        hc_cluster_counters(cl->cluster, &a, &b, &c, &d);
+        lua_createtable(L, 0, 5);
+        set_int(L, "nodes", (unsigned long long)nodes);
+        set_int(L, "masters", (unsigned long long)hc_cluster_masters(cl->cluster));
+        set_int(L, "map_loads", a);
+        set_int(L, "moved", b);
+        set_int(L, "ask", c);
+        set_int(L, "retries", d);
+        lua_setfield(L, -2, "cluster");
+    }
+    if (cl->smaster) {
+        unsigned long long a, b;
+        const hc_settings *ms = hc_pool_settings(hc_smaster_pool(cl->smaster));
+        hc_smaster_counters(cl->smaster, &a, &b);
+        lua_createtable(L, 0, 3);
+        lua_pushfstring(L, "%s:%d", ms->host, ms->port);
+        lua_setfield(L, -2, "master");
+        set_int(L, "switches", a);
+        set_int(L, "discoveries", b);
+        lua_setfield(L, -2, "sentinel");
+    }
     if (cl->l1) {
         hc_l1_stats ls;
         hc_l1_get_stats(cl->l1, &ls);
@@ -392,14 +564,24 @@ static int client_stats_reset(lua_State *L)
     return 1;
 }
 
-static int client_gc(lua_State *L)
+/* Drops the pool and the router (close and __gc). */
+static void client_drop(client *cl)
 {
-    client *cl = hc_check_client(L);
     if (cl->pool) {
         cl->l1 = NULL;
         hc_pool_release(cl->pool);
         cl->pool = NULL;
     }
+    hc_cluster_free(cl->cluster);
+    cl->cluster = NULL;
+    hc_smaster_free(cl->smaster);
+    cl->smaster = NULL;
+}
+
+static int client_gc(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    client_drop(cl);
     hc_stats_free(cl->stats);
     cl->stats = NULL;
     if (cl->hook != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, cl->hook);
@@ -412,11 +594,7 @@ static int client_gc(lua_State *L)
 static int client_close(lua_State *L)
 {
     client *cl = hc_check_client(L);
-    if (cl->pool) {
-        cl->l1 = NULL;
-        hc_pool_release(cl->pool);
-        cl->pool = NULL;
-    }
+    client_drop(cl);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -548,6 +726,9 @@ static const luaL_Reg client_methods[] = {
     {"command", client_command},
     {"pipeline", client_pipeline},
     {"reserve", client_reserve},
+    {"nodes", client_nodes},
+    {"_is_cluster", client_is_cluster},
+    {"node_command", client_node_command},
     {"pool_stats", client_pool_stats},
     {"close", client_close},
     {"_record", client_record},
@@ -644,6 +825,7 @@ int luaopen_hicache_core(lua_State *L)
     hc_keys_register(L);
     hc_lproto_register(L);
     hc_lstore_register(L);
+    hc_lsentinel_register(L);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
     lua_createtable(L, 0, 10); /* event bits for cache:_record */

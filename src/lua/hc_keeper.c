@@ -258,7 +258,9 @@ int hc_keeper_watch(lua_State *L, client *cl, const char *key, size_t klen, cons
 {
     watch *w;
     keep *k;
-    if (cl->pool == NULL) return hc_fail(L, "closed");
+    char err[HC_ERRLEN];
+    hc_pool *p = hc_client_pool_for(cl, key, klen, err); /* a cluster: the key's node */
+    if (p == NULL) return hc_fail(L, err);
     w = (watch *)lua_newuserdata(L, sizeof *w);
     w->k = NULL;
     w->renewals = 0;
@@ -274,8 +276,8 @@ int hc_keeper_watch(lua_State *L, client *cl, const char *key, size_t klen, cons
     k->ttl_ms = ttl;
     k->pid = hc_pool_self_pid();
     k->due = hc_now() + (double)ttl / 3000.0;
-    hc_pool_ref(cl->pool);
-    k->pool = cl->pool;
+    hc_pool_ref(p);
+    k->pool = p;
     if (keeper_add(k) != 0) {
         free_keep(k);
         return hc_fail(L, "cannot start the keeper thread");

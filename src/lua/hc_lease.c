@@ -95,7 +95,7 @@ static int cache_lease(lua_State *L)
     hc_cmdb_str(&b, "3");
     hc_cmdb_add(&b, key, kn);
     hc_cmdb_add(&b, name, lease_name(cl, key, kn, name));
-    hc_cmdb_add(&b, name, hc_epoch_name(cl, name));
+    hc_cmdb_add(&b, name, hc_epoch_name(cl, key, kn, name));
     hc_cmdb_add(&b, tok, tn);
     hc_cmdb_int(&b, (long long)lua_tointeger(L, 4));
     hc_cmdb_str(&b, lua_toboolean(L, 5) ? "1" : "0");
@@ -324,7 +324,7 @@ static int cache_wait(lua_State *L)
     lists[0] = wake;
     lens[0] = wake_name(cl, key, kn, wake);
     lists[1] = ewake;
-    lens[1] = hc_epoch_wake_name(cl, epoch, en, ewake);
+    lens[1] = hc_epoch_wake_name(cl, key, kn, epoch, en, ewake);
     if (blpop(cl, 2, lists, lens, s, &r, err) != 0) return hc_fail(L, err);
     if (r->type == REDIS_REPLY_NIL) {
         freeReplyObject(r);

@@ -91,6 +91,9 @@ int hc_entries_visible(client *cl, int n, const char *const *p, const size_t *le
 typedef struct hc_wr {
     hc_cmdb keys, args;
     int nkeys, items;
+    /* on a cluster: where each item's keys and arguments start, so that
+     * the items are run as one EVALSHA per slot (hc_wr_run) */
+    int *kstart, *astart, cap, oom;
 } hc_wr;
 
 void hc_wr_init(hc_wr *w);
@@ -108,7 +111,11 @@ void hc_wr_fill(hc_wr *w, const client *cl, const char *v, size_t vn, const char
 void hc_wr_tag(hc_wr *w, const client *cl, const char *t, size_t tn);
 /* Runs the items in one EVALSHA (plus `extra` commands after it, if not
  * NULL, in the same round trip: their replies follow). *r: the array of
- * per-item results (the caller frees it). Frees the items. */
+ * per-item results (the caller frees it). Frees the items. On a cluster
+ * the items are grouped by the slot of their keys, one EVALSHA per slot
+ * (an item's keys share one slot: a value key and its companions, or a
+ * tag key), all in the same round trip; *r is their results merged back
+ * in item order (or the first group's error reply). */
 int hc_wr_run(hc_wr *w, client *cl, hc_cmdb *extra, redisReply **r, char *err);
 /* The same when extra holds EVALSHAs: extra_scripts[i] is the script of
  * its command i, or -1 (see hc_client_run). */
@@ -119,9 +126,13 @@ int hc_wr_run_with(hc_wr *w, client *cl, hc_cmdb *extra, const int *extra_script
  * added as one EVALSHA of TAGS to b. */
 void hc_tags_script(hc_cmdb *b, client *cl, const hc_taglist *t, char mode, long long px, char *tokens);
 
-/* The namespace epoch key and, for an epoch value, its wake-up list. */
-size_t hc_epoch_name(const client *cl, char *buf);
-size_t hc_epoch_wake_name(const client *cl, const char *epoch, size_t en, char *buf);
+/* The namespace epoch key of value key v (on a cluster one per slot:
+ * v's), and, for an epoch value, its wake-up list. */
+size_t hc_epoch_name(const client *cl, const char *v, size_t vn, char *buf);
+size_t hc_epoch_wake_name(const client *cl, const char *v, size_t vn, const char *epoch, size_t en, char *buf);
+/* On a cluster: the epoch key of slot s, and its wake-up list. */
+size_t hc_epoch_slot_name(const client *cl, int slot, char *buf);
+size_t hc_epoch_slot_wake_name(const client *cl, int slot, const char *epoch, size_t en, char *buf);
 
 /* ---- the keeper (hc_keeper.c) ---------------------------------------------- */
 

@@ -18,6 +18,7 @@
 
 #include "hc_l1.h"
 #include "hc_ops.h"
+#include "hc_slot.h"
 #include "hc_time.h"
 
 /* ---- items ------------------------------------------------------------------ */
@@ -27,6 +28,8 @@ void hc_wr_init(hc_wr *w)
     hc_cmdb_init(&w->keys);
     hc_cmdb_init(&w->args);
     w->nkeys = w->items = 0;
+    w->kstart = w->astart = NULL;
+    w->cap = w->oom = 0;
     hc_cmdb_int(&w->args, HC_WAKE_TTL_MS);
 }
 
@@ -34,6 +37,33 @@ void hc_wr_free(hc_wr *w)
 {
     hc_cmdb_free(&w->keys);
     hc_cmdb_free(&w->args);
+    free(w->kstart);
+    free(w->astart);
+    w->kstart = w->astart = NULL;
+}
+
+/* On a cluster, where the item about to be added starts. */
+static void item_start(hc_wr *w, const client *cl)
+{
+    if (cl->cluster == NULL) return;
+    if (w->items == w->cap) {
+        int cap = w->cap ? w->cap * 2 : 16;
+        int *k = realloc(w->kstart, (size_t)cap * sizeof *k), *a;
+        if (k == NULL) {
+            w->oom = 1;
+            return;
+        }
+        w->kstart = k;
+        a = realloc(w->astart, (size_t)cap * sizeof *a);
+        if (a == NULL) {
+            w->oom = 1;
+            return;
+        }
+        w->astart = a;
+        w->cap = cap;
+    }
+    w->kstart[w->items] = w->keys.nargs;
+    w->astart[w->items] = w->args.nargs;
 }
 
 /* V, its lease and its wake-up list. */
@@ -48,6 +78,7 @@ static void value_keys(hc_wr *w, const client *cl, const char *v, size_t vn)
 
 void hc_wr_set(hc_wr *w, const client *cl, const char *v, size_t vn, const char *bytes, size_t bn, long long px)
 {
+    item_start(w, cl);
     value_keys(w, cl, v, vn);
     hc_cmdb_str(&w->args, "set");
     hc_cmdb_ref(&w->args, bytes, bn);
@@ -58,6 +89,7 @@ void hc_wr_set(hc_wr *w, const client *cl, const char *v, size_t vn, const char 
 void hc_wr_cond(hc_wr *w, const client *cl, const char *v, size_t vn, int nx, const char *bytes, size_t bn,
                 long long px, const char *known, size_t kn, int vis)
 {
+    item_start(w, cl);
     value_keys(w, cl, v, vn);
     hc_cmdb_str(&w->args, nx ? "nx" : "xx");
     hc_cmdb_ref(&w->args, bytes, bn);
@@ -69,6 +101,7 @@ void hc_wr_cond(hc_wr *w, const client *cl, const char *v, size_t vn, int nx, co
 
 void hc_wr_del(hc_wr *w, const client *cl, const char *v, size_t vn)
 {
+    item_start(w, cl);
     value_keys(w, cl, v, vn);
     hc_cmdb_str(&w->args, "del");
     w->items++;
@@ -76,6 +109,7 @@ void hc_wr_del(hc_wr *w, const client *cl, const char *v, size_t vn)
 
 void hc_wr_incr(hc_wr *w, const client *cl, const char *v, size_t vn, long long delta)
 {
+    item_start(w, cl);
     value_keys(w, cl, v, vn);
     hc_cmdb_str(&w->args, "incr");
     hc_cmdb_int(&w->args, delta);
@@ -84,6 +118,7 @@ void hc_wr_incr(hc_wr *w, const client *cl, const char *v, size_t vn, long long 
 
 void hc_wr_rename(hc_wr *w, const client *cl, const char *v, size_t vn, const char *to, size_t tn)
 {
+    item_start(w, cl);
     value_keys(w, cl, v, vn);
     value_keys(w, cl, to, tn);
     hc_cmdb_str(&w->args, "rename");
@@ -94,8 +129,9 @@ void hc_wr_fill(hc_wr *w, const client *cl, const char *v, size_t vn, const char
                 const char *epoch, size_t en, const char *bytes, size_t bn, long long px)
 {
     char name[HC_NAME_MAX];
+    item_start(w, cl);
     value_keys(w, cl, v, vn);
-    hc_cmdb_add(&w->keys, name, hc_epoch_name(cl, name));
+    hc_cmdb_add(&w->keys, name, hc_epoch_name(cl, v, vn, name));
     w->nkeys++;
     hc_cmdb_str(&w->args, "fill");
     hc_cmdb_add(&w->args, lease_value, lvn);
@@ -108,6 +144,7 @@ void hc_wr_fill(hc_wr *w, const client *cl, const char *v, size_t vn, const char
 void hc_wr_tag(hc_wr *w, const client *cl, const char *t, size_t tn)
 {
     char name[HC_PREFIX_MAX + HC_TAG_MAX + 8];
+    item_start(w, cl);
     hc_cmdb_add(&w->keys, name, hc_name_tag(name, cl->prefix, cl->prefix_len, t, tn));
     w->nkeys++;
     hc_cmdb_str(&w->args, "tag");
@@ -130,6 +167,127 @@ static void wr_command(hc_wr *w, client *cl, hc_cmdb *b)
     hc_cmdb_end(b);
 }
 
+/* Appends the commands of extra to b (borrowed), their scripts to ids. */
+static int add_extra(hc_cmdb *b, hc_cmdb *extra, const int *extra_scripts, int *ids)
+{
+    int i, j;
+    if (hc_cmdb_finish(extra) != 0) return -1;
+    for (i = 0; i < extra->ncmds; i++) {
+        for (j = 0; j < extra->cmds[i].argc; j++) hc_cmdb_ref(b, extra->cmds[i].argv[j], extra->cmds[i].argvlen[j]);
+        hc_cmdb_end(b);
+        ids[i] = extra_scripts ? extra_scripts[i] : -1;
+    }
+    return 0;
+}
+
+/* The items' results from the groups' replies (consumed), in item order;
+ * NULL when out of memory. */
+static redisReply *merge_groups(redisReply **rep, int items, const int *group, const int *gcount)
+{
+    redisReply *out = calloc(1, sizeof *out);
+    int i, *next;
+    if (out == NULL || (out->element = calloc((size_t)items, sizeof *out->element)) == NULL) {
+        free(out);
+        return NULL;
+    }
+    next = calloc((size_t)items, sizeof *next); /* at most `items` groups */
+    if (next == NULL) {
+        free(out->element);
+        free(out);
+        return NULL;
+    }
+    out->type = REDIS_REPLY_ARRAY;
+    out->elements = (size_t)items;
+    for (i = 0; i < items; i++) {
+        out->element[i] = rep[group[i]]->element[next[group[i]]];
+        rep[group[i]]->element[next[group[i]]++] = NULL;
+    }
+    for (i = 0; i < items && gcount[i] > 0; i++) rep[i]->elements = 0; /* shells only */
+    free(next);
+    return out;
+}
+
+/* On a cluster, items of several slots: one EVALSHA per slot (keys of
+ * its items, ARGV[1], their arguments), then extra, in one round trip;
+ * r[0] gets the merged results (or a group's error reply). */
+static int wr_exec_split(hc_wr *w, client *cl, hc_cmdb *extra, const int *extra_scripts, redisReply **r,
+                         char *err)
+{
+    int items = w->items, nx = extra ? extra->ncmds : 0, ng = 0, i, g, rc = -1;
+    int *group = NULL, *gslot = NULL, *gcount = NULL, *ids = NULL, *slot_group = NULL;
+    redisReply **rep = NULL;
+    hc_cmdb b;
+    hc_cmdb_init(&b);
+    if (w->oom || hc_cmdb_finish(&w->keys) != 0 || hc_cmdb_finish(&w->args) != 0) goto oom;
+    group = malloc((size_t)items * sizeof *group);
+    gslot = malloc((size_t)items * sizeof *gslot);
+    gcount = calloc((size_t)items, sizeof *gcount);
+    slot_group = malloc(HC_SLOTS * sizeof *slot_group);
+    if (group == NULL || gslot == NULL || gcount == NULL || slot_group == NULL) goto oom;
+    for (i = 0; i < HC_SLOTS; i++) slot_group[i] = -1;
+    for (i = 0; i < items; i++) {
+        int k = w->kstart[i], sl = hc_slot(w->keys.argv[k], w->keys.lens[k]);
+        if (slot_group[sl] < 0) {
+            slot_group[sl] = ng;
+            gslot[ng++] = sl;
+        }
+        group[i] = slot_group[sl];
+        gcount[group[i]]++;
+    }
+    ids = malloc(((size_t)ng + (size_t)nx) * sizeof *ids);
+    rep = calloc((size_t)ng + (size_t)nx, sizeof *rep);
+    if (ids == NULL || rep == NULL) goto oom;
+    for (g = 0; g < ng; g++) {
+        int nk = 0;
+        for (i = 0; i < items; i++)
+            if (group[i] == g) nk += (i + 1 < items ? w->kstart[i + 1] : w->keys.nargs) - w->kstart[i];
+        hc_client_script(cl, &b, HC_SCRIPT_WRITE);
+        hc_cmdb_int(&b, nk);
+        for (i = 0; i < items; i++) {
+            int k, end = i + 1 < items ? w->kstart[i + 1] : w->keys.nargs;
+            if (group[i] != g) continue;
+            for (k = w->kstart[i]; k < end; k++) hc_cmdb_ref(&b, w->keys.argv[k], w->keys.lens[k]);
+        }
+        hc_cmdb_ref(&b, w->args.argv[0], w->args.lens[0]); /* the wake-up list TTL */
+        for (i = 0; i < items; i++) {
+            int k, end = i + 1 < items ? w->astart[i + 1] : w->args.nargs;
+            if (group[i] != g) continue;
+            for (k = w->astart[i]; k < end; k++) hc_cmdb_ref(&b, w->args.argv[k], w->args.lens[k]);
+        }
+        hc_cmdb_end(&b);
+        ids[g] = HC_SCRIPT_WRITE;
+    }
+    if (extra && add_extra(&b, extra, extra_scripts, ids + ng) != 0) goto oom;
+    rc = hc_client_run(cl, &b, ids, rep, err);
+    if (rc != 0) goto done;
+    for (g = 0; g < ng; g++)
+        if (rep[g]->type != REDIS_REPLY_ARRAY || rep[g]->elements != (size_t)gcount[g]) break;
+    if (g < ng) { /* a group's error is the answer */
+        r[0] = rep[g];
+        rep[g] = NULL;
+    } else if ((r[0] = merge_groups(rep, items, group, gcount)) == NULL) {
+        for (i = 0; i < ng + nx; i++) freeReplyObject(rep[i]);
+        goto oom;
+    }
+    for (g = 0; g < ng; g++)
+        if (rep[g]) freeReplyObject(rep[g]);
+    for (i = 0; i < nx; i++) r[1 + i] = rep[ng + i];
+    rc = 0;
+    goto done;
+oom:
+    snprintf(err, HC_ERRLEN, "out of memory");
+    rc = -1;
+done:
+    hc_cmdb_free(&b);
+    free(group);
+    free(gslot);
+    free(gcount);
+    free(ids);
+    free(rep);
+    free(slot_group);
+    return rc;
+}
+
 /* Runs the items (and the commands already in extra, after them, in the
  * same round trip: their replies follow in r). r[0]: the array of
  * per-item results, checked. Frees the items. */
@@ -138,20 +296,23 @@ static int wr_exec(hc_wr *w, client *cl, hc_cmdb *extra, const int *extra_script
     /* at most 7 extra commands: callers add one */
     int ids[8], i, rc, n = 1 + (extra ? extra->ncmds : 0), items = w->items;
     hc_cmdb b;
+    if (cl->cluster && items > 1 && !cl->xio) {
+        rc = wr_exec_split(w, cl, extra, extra_scripts, r, err);
+        if (cl->l1 && w->keys.argv) /* (no L1 on a cluster yet; kept for the rule) */
+            for (i = 0; i < w->keys.nargs; i++) hc_l1_drop(cl->l1, w->keys.argv[i], w->keys.lens[i]);
+        hc_wr_free(w);
+        if (rc != 0) return -1;
+        if (r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements != (size_t)items) {
+            snprintf(err, HC_ERRLEN, "%s", r[0]->type == REDIS_REPLY_ERROR ? r[0]->str : "unexpected reply");
+            for (i = 0; i < n; i++) freeReplyObject(r[i]);
+            return -1;
+        }
+        return 0;
+    }
     hc_cmdb_init(&b);
     wr_command(w, cl, &b);
     ids[0] = HC_SCRIPT_WRITE;
-    if (extra) {
-        if (hc_cmdb_finish(extra) != 0) b.oom = 1;
-        else
-            for (i = 0; i < extra->ncmds; i++) {
-                int j;
-                for (j = 0; j < extra->cmds[i].argc; j++)
-                    hc_cmdb_ref(&b, extra->cmds[i].argv[j], extra->cmds[i].argvlen[j]);
-                hc_cmdb_end(&b);
-                ids[1 + i] = extra_scripts ? extra_scripts[i] : -1;
-            }
-    }
+    if (extra && add_extra(&b, extra, extra_scripts, ids + 1) != 0) b.oom = 1;
     rc = hc_client_run(cl, &b, ids, r, err);
     if (cl->l1 && !b.oom) /* this process's L1 drops what it wrote, whatever the outcome */
         for (i = 0; i < w->keys.nargs; i++) hc_l1_drop(cl->l1, w->keys.argv[i], w->keys.lens[i]);
@@ -700,6 +861,62 @@ static int cache_invalidate_full(lua_State *L)
     return 1;
 }
 
+/* On a cluster the epoch is one key per slot (hc_epoch_slot_name): every
+ * one that exists is moved on (SET ... XX GET: a slot without one has no
+ * lease in flight that could still store), all in one round trip per
+ * node, then the waiters of each old epoch are woken. */
+static int bump_slot_epochs(lua_State *L, client *cl, const char *tok)
+{
+    char name[HC_NAME_MAX], err[HC_ERRLEN];
+    redisReply **r = (redisReply **)lua_newuserdata(L, HC_SLOTS * sizeof *r); /* GC-owned */
+    hc_cmdb b;
+    int s, rc, nw = 0;
+    hc_cmdb_init(&b);
+    for (s = 0; s < HC_SLOTS; s++) {
+        hc_cmdb_str(&b, "SET");
+        hc_cmdb_add(&b, name, hc_epoch_slot_name(cl, s, name));
+        hc_cmdb_add(&b, tok, HC_TOKEN_LEN);
+        hc_cmdb_str(&b, "PX");
+        hc_cmdb_int(&b, HC_EPOCH_TTL_MS);
+        hc_cmdb_str(&b, "XX");
+        hc_cmdb_str(&b, "GET");
+        hc_cmdb_end(&b);
+    }
+    rc = hc_client_run(cl, &b, NULL, r, err);
+    hc_cmdb_free(&b);
+    if (rc != 0) return hc_fail(L, err);
+    hc_cmdb_init(&b);
+    for (s = 0; s < HC_SLOTS; s++) {
+        if (r[s]->type == REDIS_REPLY_STRING) { /* waiters of the old epoch: wake one, it passes it on */
+            size_t n = hc_epoch_slot_wake_name(cl, s, r[s]->str, r[s]->len, name);
+            hc_cmdb_str(&b, "RPUSH");
+            hc_cmdb_add(&b, name, n);
+            hc_cmdb_str(&b, "1");
+            hc_cmdb_end(&b);
+            hc_cmdb_str(&b, "PEXPIRE");
+            hc_cmdb_add(&b, name, n);
+            hc_cmdb_int(&b, HC_WAKE_TTL_MS);
+            hc_cmdb_end(&b);
+            nw += 2;
+        } else if (r[s]->type == REDIS_REPLY_ERROR && rc == 0) {
+            snprintf(err, HC_ERRLEN, "%s", r[s]->str);
+            rc = -1;
+        }
+        freeReplyObject(r[s]);
+        r[s] = NULL;
+    }
+    if (rc == 0 && nw > 0) {
+        redisReply **x = (redisReply **)lua_newuserdata(L, (size_t)nw * sizeof *x);
+        int i;
+        rc = hc_client_run(cl, &b, NULL, x, err);
+        for (i = 0; rc == 0 && i < nw; i++) freeReplyObject(x[i]);
+    }
+    hc_cmdb_free(&b);
+    if (rc != 0) return hc_fail(L, err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* cache:_bump_epoch() -> true | nil, err: moves the namespace epoch on
  * (every lease of the namespace is revoked) and wakes the waiters of the
  * old epoch. */
@@ -711,9 +928,10 @@ static int cache_bump_epoch(lua_State *L)
     hc_cmdb b;
     int rc;
     hc_client_tokens(cl, tok, 1);
+    if (cl->cluster) return bump_slot_epochs(L, cl, tok);
     hc_cmdb_init(&b);
     hc_cmdb_str(&b, "SET");
-    hc_cmdb_add(&b, name, hc_epoch_name(cl, name));
+    hc_cmdb_add(&b, name, hc_epoch_name(cl, "", 0, name));
     hc_cmdb_add(&b, tok, HC_TOKEN_LEN);
     hc_cmdb_str(&b, "PX");
     hc_cmdb_int(&b, HC_EPOCH_TTL_MS);
@@ -726,11 +944,11 @@ static int cache_bump_epoch(lua_State *L)
         redisReply *x[2];
         hc_cmdb_init(&b);
         hc_cmdb_str(&b, "RPUSH");
-        hc_cmdb_add(&b, name, hc_epoch_wake_name(cl, r->str, r->len, name));
+        hc_cmdb_add(&b, name, hc_epoch_wake_name(cl, "", 0, r->str, r->len, name));
         hc_cmdb_str(&b, "1");
         hc_cmdb_end(&b);
         hc_cmdb_str(&b, "PEXPIRE");
-        hc_cmdb_add(&b, name, hc_epoch_wake_name(cl, r->str, r->len, name));
+        hc_cmdb_add(&b, name, hc_epoch_wake_name(cl, "", 0, r->str, r->len, name));
         hc_cmdb_int(&b, HC_WAKE_TTL_MS);
         hc_cmdb_end(&b);
         freeReplyObject(r);
@@ -749,6 +967,57 @@ static int cache_bump_epoch(lua_State *L)
 }
 
 /* ---- incr_version ------------------------------------------------------------- */
+
+/* On a cluster, when the two versions of the key live in different slots
+ * (RENAME cannot cross slots): GET + PTTL of the old key, then one WRITE
+ * of two items, each in its own slot -- set the new key (value and TTL),
+ * del the old one -- both revoking their leases. Not atomic: a write of
+ * the old key between the two round trips is lost (as with Django's own
+ * get, set, delete). Nothing to move: both leases are still revoked
+ * (del of the old key, incr by 0 of the new one: stores nothing). */
+static int incr_version_split(lua_State *L, client *cl, const char *from, size_t fn, const char *to, size_t tn,
+                              long long version)
+{
+    char err[HC_ERRLEN];
+    redisReply *g[2], *r;
+    hc_cmdb b;
+    hc_wr w;
+    int rc, found = 0;
+    hc_cmdb_init(&b);
+    hc_cmdb_str(&b, "GET");
+    hc_cmdb_add(&b, from, fn);
+    hc_cmdb_end(&b);
+    hc_cmdb_str(&b, "PTTL");
+    hc_cmdb_add(&b, from, fn);
+    hc_cmdb_end(&b);
+    rc = hc_client_run(cl, &b, NULL, g, err);
+    hc_cmdb_free(&b);
+    if (rc != 0) return hc_fail(L, err);
+    hc_wr_init(&w);
+    if (g[0]->type == REDIS_REPLY_STRING) {
+        const char *hp = g[0]->str;
+        size_t hn = g[0]->len;
+        long long px = g[1]->type == REDIS_REPLY_INTEGER && g[1]->integer > 0 ? g[1]->integer : 0;
+        if (hc_entries_visible(cl, 1, &hp, &hn, &found, err) != 0) {
+            hc_wr_free(&w);
+            freeReplyObject(g[0]);
+            freeReplyObject(g[1]);
+            return hc_fail(L, err);
+        }
+        hc_wr_set(&w, cl, to, tn, g[0]->str, g[0]->len, px);
+    } else {
+        hc_wr_incr(&w, cl, to, tn, 0);
+    }
+    hc_wr_del(&w, cl, from, fn);
+    rc = hc_wr_run(&w, cl, NULL, &r, err); /* the bytes of g[0] live until it has run */
+    freeReplyObject(g[0]);
+    freeReplyObject(g[1]);
+    if (rc != 0) return hc_fail(L, err);
+    freeReplyObject(r);
+    if (!found) return hc_fail(L, "not found");
+    lua_pushinteger(L, (lua_Integer)version);
+    return 1;
+}
 
 /* cache:incr_version(key, delta) -> new version | nil, "not found" | nil, err
  * Moves the entry (value and TTL) from this cache's version to
@@ -770,6 +1039,8 @@ static int incr_version_raw(lua_State *L)
     }
     if (delta > 1000000000 || delta < -1000000000) return luaL_argerror(L, 3, "delta out of range");
     tn = hc_key_compose(L, cl, cl->version + (long long)delta, 2, to, &why);
+    if (cl->cluster && hc_slot(from, fn) != hc_slot(to, tn))
+        return incr_version_split(L, cl, from, fn, to, tn, cl->version + (long long)delta);
     hc_wr_init(&w);
     hc_wr_rename(&w, cl, from, fn, to, tn);
     if (hc_wr_run(&w, cl, NULL, &r, err) != 0) return hc_fail(L, err);

@@ -165,6 +165,16 @@ static int settings_copy(hc_settings *dst, const hc_settings *src)
     return 0;
 }
 
+int hc_settings_copy(hc_settings *dst, const hc_settings *src)
+{
+    return settings_copy(dst, src);
+}
+
+void hc_settings_free(hc_settings *s)
+{
+    settings_free(s);
+}
+
 /* ---- registry ---------------------------------------------------------- */
 
 static void l1_tick(void *p)

@@ -39,6 +39,11 @@ typedef struct hc_pool_stats {
     unsigned long long breaker_opens, breaker_probes;
 } hc_pool_stats;
 
+/* A deep copy of settings (0, or -1 out of memory: nothing to free), and
+ * its release (the password is wiped). */
+int hc_settings_copy(hc_settings *dst, const hc_settings *src);
+void hc_settings_free(hc_settings *s);
+
 /* This process's pid, kept current across fork(2) without a syscall. */
 pid_t hc_pool_self_pid(void);
 

@@ -186,25 +186,58 @@ static ssize_t read_some(hc_conn *c, char *buf, size_t n, int *e, char *err, siz
     return r;
 }
 
-int hc_conn_exec_raw(hc_conn *c, const char *req, size_t len, int n, const hc_cmd *cmds,
-                     redisReply **replies, char *err, size_t errlen)
+static void io_fail(hc_conn *c, const char *err)
 {
-    char buf[READ_CHUNK];
-    int i, got = 0, first = c->reused, any = 0, e;
+    c->broken = 1;
+    c->io_error = 1;
+    snprintf(c->io_err, sizeof c->io_err, "%s", err);
+}
 
+int hc_conn_send_raw(hc_conn *c, const char *req, size_t len, int n, const hc_cmd *cmds, char *err,
+                     size_t errlen)
+{
+    int i, e;
+    c->sent_first = c->reused;
     c->reused = 0;
     c->closed_unused = 0;
     if (c->broken) {
         set_err(err, errlen, "connection closed");
         return -1;
     }
-    /* a node keeps no state per connection: it refuses MULTI, WATCH, ... */
-    if (c->mem) return hc_mnode_exec(c->mem, n, cmds, replies, err, errlen, c->timeout);
+    if (c->mem) { /* a node runs commands when asked: no send without a read */
+        set_err(err, errlen, "not supported by the memory backend");
+        return -1;
+    }
     for (i = 0; i < n; i++) c->state = hc_cmd_track(c->state, &cmds[i]);
     if (write_all(c, req, len, &e, err, errlen) != 0) {
         /* The peer had closed it: nothing of the request can have run. */
-        c->closed_unused = first && (e == EPIPE || e == ECONNRESET);
-        goto fail;
+        c->closed_unused = c->sent_first && (e == EPIPE || e == ECONNRESET);
+        io_fail(c, err);
+        return -1;
+    }
+    return 0;
+}
+
+int hc_conn_exec_raw(hc_conn *c, const char *req, size_t len, int n, const hc_cmd *cmds,
+                     redisReply **replies, char *err, size_t errlen)
+{
+    if (c->mem && !c->broken) { /* a node keeps no state per connection: it refuses MULTI, WATCH, ... */
+        c->reused = 0;
+        c->closed_unused = 0;
+        return hc_mnode_exec(c->mem, n, cmds, replies, err, errlen, c->timeout);
+    }
+    if (hc_conn_send_raw(c, req, len, n, cmds, err, errlen) != 0) return -1;
+    return hc_conn_recv(c, n, replies, err, errlen);
+}
+
+int hc_conn_recv(hc_conn *c, int n, redisReply **replies, char *err, size_t errlen)
+{
+    char buf[READ_CHUNK];
+    int i, got = 0, first = c->sent_first, any = 0, e;
+
+    if (c->broken) {
+        set_err(err, errlen, "connection closed");
+        return -1;
     }
     while (got < n) {
         redisReply *r;
@@ -241,9 +274,7 @@ fail:
         freeReplyObject(replies[i]);
         replies[i] = NULL;
     }
-    c->broken = 1;
-    c->io_error = 1;
-    snprintf(c->io_err, sizeof c->io_err, "%s", err);
+    io_fail(c, err);
     return -1;
 }
 

@@ -86,6 +86,7 @@ typedef struct hc_conn {
     int reused;            /* taken from the idle list, not used since */
     int closed_unused;     /* the last exec found it closed by the peer
                               before any byte of a reply: nothing ran  */
+    int sent_first;        /* the request in flight is its first since checkout */
     struct hc_conn *next;  /* idle list link                          */
     struct hc_mnode *mem;  /* a memory connection's node (fd -1), or NULL */
 } hc_conn;
@@ -123,6 +124,14 @@ int hc_conn_exec(hc_conn *c, int n, const hc_cmd *cmds, redisReply **replies,
 /* The same with the request already formatted (hc_proto_format). */
 int hc_conn_exec_raw(hc_conn *c, const char *req, size_t len, int n, const hc_cmd *cmds,
                      redisReply **replies, char *err, size_t errlen);
+
+/* The two halves of hc_conn_exec_raw, so that a router can write a request
+ * to several connections before it reads any reply (one round trip to
+ * several servers): send writes the request (0, or -1 with err, broken);
+ * recv reads its n replies (as exec). Not for memory connections. */
+int hc_conn_send_raw(hc_conn *c, const char *req, size_t len, int n, const hc_cmd *cmds, char *err,
+                     size_t errlen);
+int hc_conn_recv(hc_conn *c, int n, redisReply **replies, char *err, size_t errlen);
 
 /* PING; 0 when answered with PONG. */
 int hc_conn_ping(hc_conn *c, char *err, size_t errlen);
