@@ -654,6 +654,43 @@ describe("a cache on a Redis Cluster", function()
     testing.cleanup()
   end)
 
+  it("tags work whatever the prefix: the TAGS script split by key reads its key count exactly", function()
+    -- the tag keys of prefix "7x" start with a digit: a key count read past
+    -- its own bytes took "2" + "7x:tag:{a}" for 27 keys (a crash, under ASan an overflow)
+    for _, prefix in ipairs { "7x", "12", "{app}", "a{b}c" } do
+      local cache = new_cache { prefix = prefix }
+      assert.is_true(cache:set("t1", "v", 60, { tags = { "red", "green", "blue" } }))
+      assert.is_true(cache:set("t2", "w", 60, { tags = { "red" } }))
+      assert.equal("v", cache:get("t1", nil, { tags = { "red", "green", "blue" } }))
+      assert.is_true(cache:invalidate_tag("green"))
+      assert.is_nil(cache:get("t1"))
+      assert.equal("w", cache:get("t2"))
+      assert.is_true(cache:clear() >= 1)
+    end
+  end)
+
+  it("refuses a prefix whose braces would move a key's companions to another slot", function()
+    for _, prefix in ipairs { "x{y", "{}", "a}b", "{", "{a}{b}" } do
+      local ok, err = pcall(hicache.new, { cluster = c.seeds, prefix = prefix })
+      assert.is_false(ok)
+      assert.matches("invalid option 'prefix': on a cluster, braces only as one {hash tag}", err, 1, true)
+    end
+  end)
+
+  it("node_command keeps its arguments alive while it finds the node (no cluster too)", function()
+    local single = assert(hicache.new { host = H.host, port = H.port })
+    local node = assert(single:nodes())[1]
+    collectgarbage("generational")
+    for i = 1, 300 do
+      local arg = string.rep("x", 100) .. i
+      assert.equal(arg, single:node_command(node, "ECHO", arg))
+    end
+    collectgarbage("incremental")
+    local cache = new_cache()
+    local nodes = assert(cache:nodes())
+    for i = 1, 100 do assert.equal("e" .. i, cache:node_command(nodes[1 + i % #nodes], "ECHO", "e" .. i)) end
+  end)
+
   it("with AUTH on every node: the password reaches every node's pool", function()
     local pc = T.start_cluster { password = "Cl-S3cret", replicas = 0 }
     local ok, e = pcall(function()

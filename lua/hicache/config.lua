@@ -397,6 +397,15 @@ local function topology_settings(s, opts)
   s.host, s.port = host, port
   if name == "cluster" then
     s.cluster_seeds = list
+    -- a value key's companions ({V}:lease, ...) keep V's slot only when
+    -- the prefix has no brace or one whole {hash tag}
+    local p = opts.prefix
+    if type(p) == "string" and p:find("[{}]") then
+      local before, tag, after = p:match("^([^{}]*){([^{}]+)}([^{}]*)$")
+      if not before or not tag or not after then
+        return bad("prefix", "on a cluster, braces only as one {hash tag} (e.g. \"{app}\")")
+      end
+    end
     if s.db ~= 0 then return bad("db", "a cluster has only database 0") end
   else
     s.sentinel_addrs = list
@@ -526,7 +535,8 @@ function _M.settings(opts)
       local f = _M.parse_topology_url(opts.url)
       if f then
         topo = { cluster = f.cluster, sentinels = f.sentinels, master_name = f.master_name,
-                 sentinel_username = opts.sentinel_username, sentinel_password = opts.sentinel_password }
+                 sentinel_username = opts.sentinel_username, sentinel_password = opts.sentinel_password,
+                 prefix = opts.prefix }
       end
     end
     if topo.cluster ~= nil or topo.sentinels ~= nil then

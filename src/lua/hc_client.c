@@ -148,7 +148,15 @@ static int run_cmds(client *cl, int n, const hc_cmd *cmds, const int *script, re
 /* The number of keys of an EVALSHA (argv[2]). */
 static int numkeys(const hc_cmd *c)
 {
-    return c->argc > 2 ? atoi(c->argv[2]) : 0;
+    /* arguments are not NUL-terminated (hc_cmdb packs them) */
+    char buf[16];
+    size_t n;
+    int k;
+    if (c->argc < 3 || (n = c->argvlen[2]) == 0 || n >= sizeof buf) return 0;
+    memcpy(buf, c->argv[2], n);
+    buf[n] = '\0';
+    k = atoi(buf);
+    return k > 0 && 5 + k <= c->argc ? k : 0; /* EVALSHA sha k keys... mode ms [tokens] */
 }
 
 /* On a cluster, a TAGS script over several tag keys (each in its own

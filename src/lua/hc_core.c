@@ -347,10 +347,12 @@ static int client_node_command(lua_State *L)
         for (i = 0; i < n && pin == 0; i++)
             if (strcmp(hc_cluster_master_addr(cl->cluster, i), node) == 0) pin = i + 1;
     } else {
-        lua_settop(L, 2);
+        /* the arguments stay on the stack: cmd points into them */
         client_nodes(L);
-        lua_rawgeti(L, -1, 1);
-        pin = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), node) == 0;
+        if (lua_istable(L, -1)) {
+            lua_rawgeti(L, -1, 1);
+            pin = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), node) == 0;
+        }
     }
     if (pin == 0) return hc_fail(L, "no such node");
     cl->pin1 = pin;

@@ -993,6 +993,12 @@ static int incr_version_split(lua_State *L, client *cl, const char *from, size_t
     rc = hc_client_run(cl, &b, NULL, g, err);
     hc_cmdb_free(&b);
     if (rc != 0) return hc_fail(L, err);
+    if (g[0]->type == REDIS_REPLY_ERROR || g[1]->type == REDIS_REPLY_ERROR) { /* TRYAGAIN, ...: nothing moved */
+        snprintf(err, HC_ERRLEN, "%s", g[g[0]->type == REDIS_REPLY_ERROR ? 0 : 1]->str);
+        freeReplyObject(g[0]);
+        freeReplyObject(g[1]);
+        return hc_fail(L, err);
+    }
     hc_wr_init(&w);
     if (g[0]->type == REDIS_REPLY_STRING) {
         const char *hp = g[0]->str;

@@ -21,7 +21,7 @@ typedef struct cnode {
     int port;
     hc_pool *pool; /* NULL: not in the map any more */
     int master;
-    char addr[80];
+    char addr[300];
 } cnode;
 
 struct hc_cluster {
@@ -106,7 +106,7 @@ static int apply_slots(hc_cluster *c, const redisReply *r, const char *asked_hos
     for (j = 0; j < HC_SLOTS; j++) map[j] = NO_NODE;
     for (i = 0; i < r->elements; i++) {
         const redisReply *e = r->element[i], *m;
-        char host[64];
+        char host[256];
         int idx;
         long long a, b, s;
         if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 || !is_int(e->element[0]) ||
@@ -188,7 +188,7 @@ static int ask_slots(hc_cluster *c, const char *host, int port, char *err)
 static int load_map(hc_cluster *c, char *err)
 {
     int i, pass;
-    char host[64];
+    char host[256];
     c->loaded_at = hc_now();
     c->refreshes++;
     for (pass = 0; pass < 3; pass++) {
@@ -277,11 +277,13 @@ void hc_cluster_free(hc_cluster *c)
 /* ---- routing ------------------------------------------------------------------ */
 
 /* The node of a slot, the map loaded once more if nobody serves it; -1. */
-static int slot_node(hc_cluster *c, int slot, char *err)
+static int slot_node_ex(hc_cluster *c, int slot, int may_load, char *err)
 {
     if (c->map[slot] == NO_NODE || c->nodes[c->map[slot]].pool == NULL) {
         char e[HC_ERRLEN];
-        if (hc_now() - c->loaded_at >= RELOAD_EVERY) (void)load_map(c, e);
+        /* not while a call's parts are built: a load may drop the pool of a
+         * node a part already holds */
+        if (may_load && hc_now() - c->loaded_at >= RELOAD_EVERY) (void)load_map(c, e);
         if (c->map[slot] == NO_NODE || c->nodes[c->map[slot]].pool == NULL) {
             snprintf(err, HC_ERRLEN, "CLUSTERDOWN hash slot %d is not served", slot);
             c->reload = 1;
@@ -289,6 +291,11 @@ static int slot_node(hc_cluster *c, int slot, char *err)
         }
     }
     return c->map[slot];
+}
+
+static int slot_node(hc_cluster *c, int slot, char *err)
+{
+    return slot_node_ex(c, slot, 1, err);
 }
 
 /* A part of one caller's command, sent to one node. */
@@ -382,7 +389,7 @@ static int follow(hc_cluster *c, part *pt, double deadline, double timeout, char
     int hops = 0; /* MOVED and ASK; TRYAGAIN and CLUSTERDOWN are bounded by the deadline */
     while (pt->slot >= 0) {
         redisReply *r = pt->reply;
-        char host[64];
+        char host[256];
         int slot, port, node, asking = 0;
         if (r == NULL || r->type != REDIS_REPLY_ERROR) return 0;
         if (starts(r, "MOVED") || starts(r, "ASK")) {
@@ -481,7 +488,7 @@ static int split_each(hc_cluster *c, const hc_cmd *cmd, int orig, int first, par
     for (k = 0; k < nkeys; k++) { /* count the keys of each slot */
         int slot = hc_slot(cmd->argv[first + k], cmd->argvlen[first + k]);
         if (slot_part[slot] < 0) {
-            int node = slot_node(c, slot, err);
+            int node = slot_node_ex(c, slot, 0, err);
             if (node < 0) goto undo;
             slot_part[slot] = *np;
             memset(&parts[*np], 0, sizeof parts[*np]);
@@ -537,27 +544,46 @@ static int send_all(hc_cluster *c, part *parts, int np, double timeout, char *er
     int *order = malloc((size_t)np * sizeof *order);
     char **reqs = calloc((size_t)np, sizeof *reqs);
     redisReply **rep = calloc((size_t)np, sizeof *rep);
-    int nf = 0, i, j, k = 0, rc = 0;
+    int nf = 0, i, j, k = 0, rc = 0, *flight_of = NULL;
     if (fl == NULL || cmds == NULL || order == NULL || reqs == NULL || rep == NULL) {
         snprintf(err, HC_ERRLEN, "out of memory");
         rc = -1;
         goto done;
     }
-    for (i = 0; i < np; i++) { /* parts grouped by node, in order: one flight per node */
-        int seen = 0;
-        for (j = 0; j < i && !seen; j++) seen = parts[j].node == parts[i].node;
-        if (seen) continue;
-        fl[nf].p = c->nodes[parts[i].node].pool;
+    /* parts grouped by node, in order: one flight per node; flights in
+     * node order, so two threads borrow from the pools in the same order */
+    flight_of = malloc((size_t)c->nnodes * sizeof *flight_of);
+    if (flight_of == NULL) {
+        snprintf(err, HC_ERRLEN, "out of memory");
+        rc = -1;
+        goto done;
+    }
+    for (j = 0; j < c->nnodes; j++) flight_of[j] = 0;
+    for (i = 0; i < np; i++) flight_of[parts[i].node]++; /* parts per node */
+    for (j = 0; j < c->nnodes; j++) {
+        int cnt = flight_of[j];
+        flight_of[j] = -1;
+        if (cnt == 0) continue;
+        fl[nf].p = c->nodes[j].pool;
         fl[nf].cmds = &cmds[k];
         fl[nf].timeout = timeout;
-        for (j = i; j < np; j++)
-            if (parts[j].node == parts[i].node) {
-                order[k] = j;
-                cmds[k++] = parts[j].cmd;
-                fl[nf].n++;
-            }
+        fl[nf].n = 0;
+        flight_of[j] = k; /* where its commands start */
+        k += cnt;
         nf++;
     }
+    for (i = 0; i < np; i++) {
+        int at = flight_of[parts[i].node]++;
+        order[at] = i;
+        cmds[at] = parts[i].cmd;
+    }
+    for (i = 0; i < nf; i++) fl[i].n = (int)((i + 1 < nf ? fl[i + 1].cmds : cmds + k) - fl[i].cmds);
+    for (i = 0; i < nf; i++)
+        if (fl[i].p == NULL) { /* cannot happen: parts are built without loading the map */
+            snprintf(err, HC_ERRLEN, "cluster node without a pool");
+            rc = -1;
+            goto done;
+        }
     for (i = 0; i < nf; i++) {
         long len = hc_proto_format(fl[i].n, fl[i].cmds, &reqs[i]);
         if (len < 0) {
@@ -590,6 +616,7 @@ done:
     free(order);
     free(reqs);
     free(rep);
+    free(flight_of);
     return rc;
 }
 
@@ -680,7 +707,7 @@ int hc_cluster_exec(hc_cluster *c, int n, const hc_cmd *cmds, int pin, redisRepl
             parts[np].slot = -1;
         } else {
             parts[np].slot = hc_slot(cmds[i].argv[first], cmds[i].argvlen[first]);
-            parts[np].node = slot_node(c, parts[np].slot, err);
+            parts[np].node = slot_node_ex(c, parts[np].slot, 0, err);
             if (parts[np].node < 0) goto out;
         }
         np++;

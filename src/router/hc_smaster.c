@@ -149,15 +149,21 @@ void hc_smaster_check(hc_smaster *m)
     char err[HC_ERRLEN];
     double now = hc_now();
     if ((m->due || now < m->watch_until) && now >= m->next) {
-        (void)discover(m, err, sizeof err);
-        if (!m->due) m->next = now + WATCH_EVERY;
+        if (discover(m, err, sizeof err) == 0) m->next = now + WATCH_EVERY;
+        else if (!m->unconfirmed) { /* a routine check failed, no call did: keep the master, ask later */
+            m->due = 0;
+            m->next = now + WATCH_EVERY;
+        }
     }
 }
 
 static void failed(hc_smaster *m)
 {
+    double soon = hc_now() + RETRY_EVERY;
     m->due = 1;
+    if (!m->unconfirmed) snprintf(m->last_err, sizeof m->last_err, "not asked yet");
     m->unconfirmed = 1;
+    if (m->next > soon) m->next = soon; /* a failure is looked into within 100 ms */
     m->watch_until = hc_now() + WATCH_FOR;
 }
 
