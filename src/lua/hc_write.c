@@ -296,28 +296,20 @@ static int wr_exec(hc_wr *w, client *cl, hc_cmdb *extra, const int *extra_script
     /* at most 7 extra commands: callers add one */
     int ids[8], i, rc, n = 1 + (extra ? extra->ncmds : 0), items = w->items;
     hc_cmdb b;
-    if (cl->cluster && items > 1 && !cl->xio) {
+    if (cl->cluster && items > 1 && !cl->xio) { /* one EVALSHA per slot (no L1 on a cluster) */
         rc = wr_exec_split(w, cl, extra, extra_scripts, r, err);
-        if (cl->l1 && w->keys.argv) /* (no L1 on a cluster yet; kept for the rule) */
-            for (i = 0; i < w->keys.nargs; i++) hc_l1_drop(cl->l1, w->keys.argv[i], w->keys.lens[i]);
         hc_wr_free(w);
-        if (rc != 0) return -1;
-        if (r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements != (size_t)items) {
-            snprintf(err, HC_ERRLEN, "%s", r[0]->type == REDIS_REPLY_ERROR ? r[0]->str : "unexpected reply");
-            for (i = 0; i < n; i++) freeReplyObject(r[i]);
-            return -1;
-        }
-        return 0;
+    } else {
+        hc_cmdb_init(&b);
+        wr_command(w, cl, &b);
+        ids[0] = HC_SCRIPT_WRITE;
+        if (extra && add_extra(&b, extra, extra_scripts, ids + 1) != 0) b.oom = 1;
+        rc = hc_client_run(cl, &b, ids, r, err);
+        if (cl->l1 && !b.oom) /* this process's L1 drops what it wrote, whatever the outcome */
+            for (i = 0; i < w->keys.nargs; i++) hc_l1_drop(cl->l1, w->keys.argv[i], w->keys.lens[i]);
+        hc_cmdb_free(&b);
+        hc_wr_free(w);
     }
-    hc_cmdb_init(&b);
-    wr_command(w, cl, &b);
-    ids[0] = HC_SCRIPT_WRITE;
-    if (extra && add_extra(&b, extra, extra_scripts, ids + 1) != 0) b.oom = 1;
-    rc = hc_client_run(cl, &b, ids, r, err);
-    if (cl->l1 && !b.oom) /* this process's L1 drops what it wrote, whatever the outcome */
-        for (i = 0; i < w->keys.nargs; i++) hc_l1_drop(cl->l1, w->keys.argv[i], w->keys.lens[i]);
-    hc_cmdb_free(&b);
-    hc_wr_free(w);
     if (rc != 0) return -1;
     if (r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements != (size_t)items) {
         snprintf(err, HC_ERRLEN, "%s", r[0]->type == REDIS_REPLY_ERROR ? r[0]->str : "unexpected reply");
