@@ -51,12 +51,21 @@ stop_nginx() {
 # Every extra redis-server of H.start_redis keeps its pid file under the
 # temp dir too: a spec that died (or restarted one) never leaves it running.
 stop_extra_redis() {
-  local f pid
+  local f pid pids=()
   for f in "$tmp"/extra*/redis.pid; do
     [ -f "$f" ] || continue
     pid=$(cat "$f" 2>/dev/null) || continue
     kill -CONT "$pid" 2>/dev/null
-    kill "$pid" 2>/dev/null
+    kill "$pid" 2>/dev/null && pids+=("$pid")
+  done
+  # (also the Cluster and Sentinel servers of spec/helpers/topology.lua:
+  # extra*-c*, extra*-s*). Whatever has not exited after 3 s is killed.
+  for pid in ${pids[@]+"${pids[@]}"}; do
+    for _ in $(seq 30); do
+      case $(ps -o stat= -p "$pid" 2>/dev/null) in ''|Z*) break ;; esac
+      sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null
   done
 }
 cleanup() {

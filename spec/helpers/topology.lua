@@ -2,19 +2,62 @@
 -- topologies for the specs (issue 13). `local T = require "helpers.topology"`
 -- (spec/ is on LUA_PATH; spec/run.sh sets it).
 --
---   T.start_cluster{masters = 3, replicas = 1, conf = {...}, tls = false,
---                   client_certs = false, password = nil} -> c
---   T.start_sentinel{password = nil, sentinel_password = nil, conf = {...},
---                    sentinel_conf = {...}} -> s
+-- T.start_cluster{masters = 3, replicas = 1, conf = {lines}, tls = false,
+--                 client_certs = false, cert = "server", password = nil} -> c
+--   masters * (1 + replicas) nodes (masters >= 3: redis-cli --cluster
+--   create), cluster-node-timeout 1000, no persistence, diskless sync,
+--   enable-debug-command yes; tls: TLS port only, tls-cluster and
+--   tls-replication yes, certificates from H.tls_dir (cert, client_certs:
+--   tls-auth-clients yes); password: requirepass + masterauth. Returns
+--   once every node says cluster_state:ok, every replica has its master
+--   link up and every node has the same slot map (about 2 s).
+--   c.seeds {"127.0.0.1:port"}, c.nodes {{port =, dir =, pid =}},
+--   c.started_in, c.timings {servers =, create =} (seconds since start)
+--   c.masters() {{port =, id =, slots = {"a-b"}}}, c.replicas() {{port =,
+--     id =, master_port =, master_id =}}: as a live node sees them now,
+--     failed nodes left out, sorted by port
+--   c.slot(key) CLUSTER KEYSLOT; c.owner(key), c.slot_owner(slot): the port
+--     of the master serving it now
+--   c.cli(port, ...) redis-cli with these arguments -> output, exit code;
+--     c.call(port, ...) the same command sent on stdin (any bytes in the
+--     arguments); see cli() below for the output
+--   c.kill9(port), c.restart(port) (same port, conf and nodes.conf; returns
+--     once it answers: call c.wait_ok() for the cluster to take it back)
+--   c.failover(replica_port [, "FORCE" | "TAKEOVER"]) CLUSTER FAILOVER,
+--     returns once that node is master and c.wait_ok() holds
+--   c.wait_ok([timeout]) every live node: cluster_state:ok, the same slot
+--     map (masters' slots, replicas' masters), no live node seen failing,
+--     replicas' master link up
+--   c.migrate_slot(slot, to_port, {pause_between = fn, before_pause = n,
+--     batch = 100}) the resharding protocol (below); returns the keys moved
+--   c.stop() kills every node and waits (idempotent; call it in a finally)
 --
--- Every process is a system redis-server (sentinels: `redis-server conf
--- --sentinel`) daemonized in its own directory H.dir .. "/extra<pid>-c<n>"
--- (cluster) or "/extra<pid>-s<n>" (sentinel setup) with its pid file
--- `redis.pid` there, so spec/run.sh's stop_extra_redis stops it if the spec
--- dies; call c.stop() / s.stop() in a `finally` anyway. Ports are picked at
--- random in 20000-22700 (the cluster bus is port + 10000, below the
--- ephemeral range 32768+), checked free, and picked again when the server
--- reports "Address already in use" (other specs run at the same time).
+-- T.start_sentinel{password = nil, sentinel_password = nil, conf = {lines},
+--                  sentinel_conf = {lines}} -> s
+--   a master, its replica (link up) and 3 sentinels (`redis-server conf
+--   --sentinel`: monitor mymaster quorum 2, down-after 1000 ms, failover
+--   timeout 3000 ms, parallel-syncs 1); password: the data nodes'
+--   requirepass/masterauth and the sentinels' auth-pass; sentinel_password:
+--   the sentinels' requirepass. Returns once every sentinel reports the
+--   master and knows the replica and the 2 other sentinels (about 2 s).
+--   s.master_name "mymaster", s.sentinels {"127.0.0.1:port"}, s.data_ports
+--   {master, replica} (as started), s.nodes (all 5), s.started_in
+--   s.master() the port a live sentinel reports now
+--   s.cli(port, ...), s.call(port, ...) as c.cli/c.call (the right password)
+--   s.failover{timeout =, natural =} -> the new master's port (below)
+--   s.kill9(port), s.restart(port) (data node or sentinel), s.stop()
+--
+-- T.alive(pid) (not exited; a zombie has), T.wait_for(what, timeout, fn)
+-- (polls fn until it returns true; raises with fn's second value),
+-- T.sh_quote(s).
+--
+-- Every process is a system redis-server daemonized in its own directory
+-- H.dir .. "/extra<pid>-c<n>" (cluster) or "/extra<pid>-s<n>" (sentinel
+-- setup) with its pid file `redis.pid` there, so spec/run.sh's
+-- stop_extra_redis stops it if the spec dies. Ports are picked at random in
+-- 20000-22700 (the cluster bus is port + 10000, below the ephemeral range
+-- 32768+), checked free, and picked again when the server reports "Address
+-- already in use" (other specs run at the same time).
 --
 -- All commands go through redis-cli (also for TLS and AUTH), so the harness
 -- does not depend on the hicache client it is used to test. Keys are passed
@@ -151,10 +194,13 @@ end
 -- node = {port =, dir =, pid =, conf_lines = function(port) -> {lines},
 --         sentinel = bool, password =, tls = {...} | nil}
 
+-- redis-cli for node (password in REDISCLI_AUTH, TLS options), under
+-- `timeout` (a SIGSTOPped server accepts and never answers): 10 s, or
+-- 60 s for the cluster manager (no_addr).
 local function cli_prefix(node, no_addr)
   local parts = {}
   if node.password then parts[#parts + 1] = "REDISCLI_AUTH=" .. sh_quote(node.password) end
-  parts[#parts + 1] = no_addr and "redis-cli" or "redis-cli -h 127.0.0.1 -p " .. node.port
+  parts[#parts + 1] = no_addr and "timeout 60 redis-cli" or "timeout 10 redis-cli -h 127.0.0.1 -p " .. node.port
   if node.tls then
     parts[#parts + 1] = "--tls --cacert " .. sh_quote(H.tls_dir .. "/ca.crt")
     if node.tls.client_certs then
@@ -165,12 +211,13 @@ local function cli_prefix(node, no_addr)
   return table.concat(parts, " ")
 end
 
--- redis-cli with argv arguments; output (trailing newline removed), code.
+-- redis-cli with argv arguments -> its output (raw: replies one a line,
+-- errors as their text; \r and the trailing newlines removed), exit code.
 local function cli(node, ...)
   local args = {}
   for i = 1, select("#", ...) do args[i] = sh_quote((select(i, ...))) end
   local out, code = H.shell(cli_prefix(node) .. " " .. table.concat(args, " "))
-  return (out:gsub("\r", ""):gsub("\n$", "")), code
+  return (out:gsub("\r", ""):gsub("\n+$", "")), code
 end
 
 -- redis-cli fed command lines on stdin (each a list of arguments, quoted
@@ -186,7 +233,7 @@ local function cli_stdin(node, commands, extra)
   write_file(path, table.concat(text, "\n") .. "\n")
   local out, code = H.shell(cli_prefix(node) .. " " .. (extra or "") .. " < " .. sh_quote(path))
   os.remove(path)
-  return (out:gsub("\r", ""):gsub("\n$", "")), code
+  return (out:gsub("\r", ""):gsub("\n+$", "")), code
 end
 
 -- redis-cli's quoted form ("a\x00b", sdscatrepr) -> the bytes.
@@ -233,7 +280,7 @@ local function launch(nodes, fresh)
     node.log_offset = #(read_file(node.dir .. "/redis.log") or "")
     cmds[#cmds + 1] = launch_cmd(node)
   end
-  local out, code = H.shell(table.concat(cmds, " && "))
+  local out, code = H.shell("(" .. table.concat(cmds, " && ") .. ")")
   if code ~= 0 then error("topology: redis-server: " .. out, 0) end
 end
 
@@ -327,21 +374,27 @@ local function restart(node)
   end)
 end
 
+-- SIGKILL every node (after SIGCONT: a SIGSTOPped one too), wait until all
+-- are gone, then drop the pid files (kept until then: spec/run.sh's
+-- stop_extra_redis finds them if this raises).
 local function stop_all(nodes)
   local pids = {}
   for _, node in ipairs(nodes) do
-    local pid = node.pid or node_pid(node)
-    if pid then
-      posix.kill(pid, 18) -- SIGCONT: a SIGSTOPped server dies too
-      posix.kill(pid, 9)
-      pids[#pids + 1] = pid
+    for _, pid in ipairs { node.pid or false, node_pid(node) or false } do
+      if pid and T.alive(pid) then
+        posix.kill(pid, 18)
+        posix.kill(pid, 9)
+        pids[#pids + 1] = pid
+      end
     end
-    node.pid = nil
-    os.remove(node.dir .. "/redis.pid")
-    taken[node.port] = nil
   end
   for _, pid in ipairs(pids) do
     wait_for("redis-server " .. pid .. " to die", 10, function() return not T.alive(pid) end)
+  end
+  for _, node in ipairs(nodes) do
+    node.pid = nil
+    os.remove(node.dir .. "/redis.pid")
+    taken[node.port] = nil
   end
 end
 
@@ -351,10 +404,6 @@ local function by_port(nodes, port, what)
     if node.port == port then return node end
   end
   error(("topology: %s: no node on port %s"):format(what, tostring(port)), 3)
-end
-
-local function addr_port(s)
-  return tonumber(tostring(s):match(":(%d+)$"))
 end
 
 -- ---- Redis Cluster -----------------------------------------------------------
@@ -420,10 +469,10 @@ local function cluster_status(nodes)
   local parts = {}
   local list = live(nodes)
   for _, node in ipairs(list) do
-    parts[#parts + 1] = ("echo '@@@node %d'; printf 'CLUSTER INFO\\nECHO @@@sep\\nCLUSTER NODES\\nECHO @@@sep\\nINFO replication\\n' | %s")
-      :format(node.port, cli_prefix(node))
+    parts[#parts + 1] = ("echo '@@@node %d'; printf '%s' | %s"):format(node.port,
+      "CLUSTER INFO\\nECHO @@@sep\\nCLUSTER NODES\\nECHO @@@sep\\nINFO replication\\n", cli_prefix(node))
   end
-  local out = H.shell(table.concat(parts, "; "))
+  local out = H.shell("(" .. table.concat(parts, "; ") .. ")")
   local st, cur = {}, nil
   for _, line in ipairs(lines(out)) do
     local port = line:match("^@@@node (%d+)$")
@@ -489,6 +538,7 @@ local function install_cluster_methods(c)
   local function node_of(port, what) return by_port(nodes, port, what) end
 
   function c.cli(port, ...) return cli(node_of(port, "cli"), ...) end
+  function c.call(port, ...) return cli_stdin(node_of(port, "call"), { H.pack(...) }) end
 
   function c.node(port) return node_of(port, "node") end
 
@@ -691,8 +741,8 @@ function T.start_cluster(opts)
         conf[#conf + 1] = "port " .. port
       end
       if opts.password then
-        conf[#conf + 1] = "requirepass " .. opts.password
-        conf[#conf + 1] = "masterauth " .. opts.password
+        conf[#conf + 1] = "requirepass " .. cli_arg(opts.password)
+        conf[#conf + 1] = "masterauth " .. cli_arg(opts.password)
       end
       for _, line in ipairs(opts.conf or {}) do conf[#conf + 1] = line end
       return conf
@@ -768,8 +818,8 @@ function T.start_sentinel(opts)
       }
       if role == "replica" then conf[#conf + 1] = "replicaof 127.0.0.1 " .. data[1].port end
       if opts.password then
-        conf[#conf + 1] = "requirepass " .. opts.password
-        conf[#conf + 1] = "masterauth " .. opts.password
+        conf[#conf + 1] = "requirepass " .. cli_arg(opts.password)
+        conf[#conf + 1] = "masterauth " .. cli_arg(opts.password)
       end
       for _, line in ipairs(opts.conf or {}) do conf[#conf + 1] = line end
       return conf
@@ -789,8 +839,8 @@ function T.start_sentinel(opts)
         ("sentinel failover-timeout %s 3000"):format(name),
         ("sentinel parallel-syncs %s 1"):format(name),
       }
-      if opts.password then conf[#conf + 1] = ("sentinel auth-pass %s %s"):format(name, opts.password) end
-      if opts.sentinel_password then conf[#conf + 1] = "requirepass " .. opts.sentinel_password end
+      if opts.password then conf[#conf + 1] = ("sentinel auth-pass %s %s"):format(name, cli_arg(opts.password)) end
+      if opts.sentinel_password then conf[#conf + 1] = "requirepass " .. cli_arg(opts.sentinel_password) end
       for _, line in ipairs(opts.sentinel_conf or {}) do conf[#conf + 1] = line end
       return conf
     end
@@ -808,6 +858,7 @@ function T.start_sentinel(opts)
 
   local function node_of(port, what) return by_port(s.nodes, port, what) end
   function s.cli(port, ...) return cli(node_of(port, "cli"), ...) end
+  function s.call(port, ...) return cli_stdin(node_of(port, "call"), { H.pack(...) }) end
   function s.node(port) return node_of(port, "node") end
   function s.kill9(port) kill9(node_of(port, "kill9")) end
   function s.restart(port) restart(node_of(port, "restart")) end
@@ -901,15 +952,14 @@ function T.start_sentinel(opts)
       if d.port ~= old then new = d end
     end
     local asked = wait_for("SENTINEL FAILOVER to be accepted", timeout, function()
-      for _, node in ipairs(live_sentinels()) do
-        local out = cli(node, "SENTINEL", "FAILOVER", name)
-        if out == "OK" then return node end
-        if not out:find("NOGOODSLAVE", 1, true) and not out:find("INPROG", 1, true) then
-          error("SENTINEL FAILOVER: " .. out, 0)
-        end
-        return false, out
+      local node = live_sentinels()[1]
+      if not node then return false, "no live sentinel" end
+      local out = cli(node, "SENTINEL", "FAILOVER", name)
+      if out == "OK" then return node end
+      if not out:find("NOGOODSLAVE", 1, true) and not out:find("INPROG", 1, true) then
+        error("SENTINEL FAILOVER: " .. out, 0)
       end
-      return false, "no live sentinel"
+      return false, out
     end)
     local old_node = node_of(old, "failover")
     local reconfigured = false
