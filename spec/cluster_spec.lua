@@ -30,14 +30,7 @@ local function count(t)
   return n
 end
 
-local function slot_in(ranges, slot)
-  for _, r in ipairs(ranges) do
-    local a, b = r:match("^(%d+)%-(%d+)$")
-    a, b = tonumber(a or r), tonumber(b or r)
-    if a and slot >= a and slot <= b then return true end
-  end
-  return false
-end
+local slot_in = T.slot_in -- is slot in a node's ranges ("0-5460", "7000")
 
 describe("a cache on a Redis Cluster", function()
   local c         -- the cluster

@@ -456,6 +456,8 @@ local function slot_in(slots, slot)
   return false
 end
 
+T.slot_in = slot_in
+
 local function live(nodes)
   local t = {}
   for _, node in ipairs(nodes) do
