@@ -6,7 +6,8 @@
 #   make test-asan    the same, with the C module built with ASan + UBSan
 #   make valgrind     the same, under valgrind memcheck (no definite leaks)
 #   make bench        benchmarks (see bench/README.md)
-#   make install      install into $(DESTDIR)$(PREFIX)
+#   make install      install into $(DESTDIR)$(PREFIX) (the module, the Lua
+#                     layer, and the `hicache` tool into $(BINDIR))
 #
 # The test harness (spec/run.sh) exports to the specs:
 #   HICACHE_TEST_HOST, HICACHE_TEST_PORT   loopback TCP address of the server
@@ -33,6 +34,7 @@ PREFIX      ?= /usr/local
 DESTDIR     ?=
 LUA_LIBDIR  ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 LUA_SHAREDIR?= $(PREFIX)/share/lua/$(LUA_VERSION)
+BINDIR      ?= $(PREFIX)/bin
 
 LUA_CFLAGS  := $(shell $(PKG_CONFIG) --cflags $(LUA_PC))
 HIREDIS_CFLAGS := $(shell $(PKG_CONFIG) --cflags hiredis)
@@ -56,7 +58,7 @@ LAYERS   := lua router transport core base
 SRC_BASE := src/base/hc_cmd.c
 SRC_CORE := src/core/hc_proto.c src/core/hc_xio.c src/core/hc_names.c src/core/hc_entry.c \
             src/core/hc_scripts.c src/core/hc_codec.c src/core/hc_msgpack.c src/core/hc_json.c \
-            src/core/hc_stats.c src/core/hc_store.c src/core/hc_slot.c
+            src/core/hc_stats.c src/core/hc_store.c src/core/hc_slot.c src/core/hc_seal.c
 SRC_TRANSPORT := src/transport/hc_sock.c src/transport/hc_tls.c src/transport/hc_conn.c \
                  src/transport/hc_mem.c src/transport/hc_mem_val.c src/transport/hc_mem_cmd.c \
                  src/transport/hc_mem_script.c
@@ -65,12 +67,13 @@ SRC_ROUTER := src/router/hc_pool.c src/router/hc_l1.c src/router/hc_sentinel.c s
 SRC_LUA  := src/lua/hc_args.c src/lua/hc_reply.c src/lua/hc_cache.c src/lua/hc_read.c \
             src/lua/hc_write.c src/lua/hc_lease.c src/lua/hc_keeper.c src/lua/hc_keys.c \
             src/lua/hc_lproto.c src/lua/hc_client.c src/lua/hc_core.c src/lua/hc_lstore.c \
-            src/lua/hc_lsentinel.c
+            src/lua/hc_lsentinel.c src/lua/hc_lseal.c
 SRCS := $(SRC_BASE) $(SRC_CORE) $(SRC_TRANSPORT) $(SRC_ROUTER) $(SRC_LUA)
 HDRS := $(wildcard src/*/*.h)
 INCLUDES := $(LAYERS:%=-Isrc/%)
 vpath %.c $(LAYERS:%=src/%)
 LUA_MODULES := $(wildcard lua/hicache/*.lua)
+CLI_MODULES := $(wildcard lua/hicache/cli/*.lua)
 
 BUILD  ?= build
 MODDIR ?= .
@@ -178,14 +181,25 @@ demo: all luajit
 	@spec/run.sh --exec $(LUA) examples/dashboard/main.lua
 	@$(LUAJIT_ENV) spec/run.sh --exec examples/openresty/run.sh
 
+# bin/hicache is installed run by $(LUA) and with the directories above on
+# its paths (also for a PREFIX Lua does not search).
 install: $(MODULE)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/hicache $(DESTDIR)$(LUA_SHAREDIR)/hicache
 	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/hicache/core.so
 	install -m 0644 $(LUA_MODULES) $(DESTDIR)$(LUA_SHAREDIR)/hicache/
+	install -d $(DESTDIR)$(LUA_SHAREDIR)/hicache/cli $(DESTDIR)$(BINDIR)
+	install -m 0644 $(CLI_MODULES) $(DESTDIR)$(LUA_SHAREDIR)/hicache/cli/
+	sed -e '1s|^#!.*|#!/usr/bin/env $(LUA)|' \
+	    -e 's|^local installed = nil .*|local installed = { "$(LUA_SHAREDIR)", "$(LUA_LIBDIR)" }|' \
+	    bin/hicache > $(DESTDIR)$(BINDIR)/hicache
+	chmod 0755 $(DESTDIR)$(BINDIR)/hicache
 
 uninstall:
 	rm -f $(DESTDIR)$(LUA_LIBDIR)/hicache/core.so
 	rm -f $(addprefix $(DESTDIR)$(LUA_SHAREDIR)/hicache/,$(notdir $(LUA_MODULES)))
+	rm -f $(addprefix $(DESTDIR)$(LUA_SHAREDIR)/hicache/cli/,$(notdir $(CLI_MODULES)))
+	rm -f $(DESTDIR)$(BINDIR)/hicache
+	-rmdir $(DESTDIR)$(LUA_SHAREDIR)/hicache/cli 2>/dev/null
 
 clean:
 	rm -rf $(BUILD) hicache

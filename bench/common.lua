@@ -76,4 +76,17 @@ function M.ops(cache)
   }
 end
 
+-- The median of a list of numbers (sorts it).
+function M.median(t)
+  table.sort(t)
+  return t[(#t + 1) // 2]
+end
+
+-- Operations per second of fn(n) on the clock `now`.
+function M.rate(now, n, fn)
+  local t0 = now()
+  fn(n)
+  return n / (now() - t0)
+end
+
 return M

@@ -8,11 +8,16 @@
 # (default build/bench). BENCH_ONLY=local runs only the local tier's
 # benchmarks (bench/store_trace.lua, bench/l1.lua, bench/recovery.lua).
 # BENCH_ONLY=cluster runs only bench/cluster.lua (a throwaway Redis Cluster
-# against one node).
+# against one node). BENCH_ONLY=encrypt runs only bench/encrypt.lua
+# (encrypted vs plain values).
 set -eu
 cd "$(dirname "$0")/.."
-if [ "${BENCH_ONLY:-}" != openresty ] && [ "${BENCH_ONLY:-}" != local ] && [ "${BENCH_ONLY:-}" != cluster ]; then
+if [ -z "${BENCH_ONLY:-}" ] || [ "${BENCH_ONLY:-}" = lua ]; then
   spec/run.sh --exec "${LUA:-lua5.4}" bench/bench.lua "$@"
+fi
+# encrypted values (issue 14): get hit / set encrypted vs plain
+if [ -z "${BENCH_ONLY:-}" ] || [ "${BENCH_ONLY:-}" = encrypt ]; then
+  spec/run.sh --exec lua5.4 bench/encrypt.lua
 fi
 # the local tier (issue 12): the store's eviction policy and RSS, the L1
 # near cache, and recovery after Redis comes back
@@ -25,6 +30,6 @@ fi
 if [ -z "${BENCH_ONLY:-}" ] || [ "${BENCH_ONLY:-}" = cluster ]; then
   spec/run.sh --exec lua5.4 bench/cluster.lua
 fi
-if [ "${BENCH_ONLY:-}" != lua ] && [ "${BENCH_ONLY:-}" != local ] && [ "${BENCH_ONLY:-}" != cluster ]; then
+if [ -z "${BENCH_ONLY:-}" ] || [ "${BENCH_ONLY:-}" = openresty ]; then
   spec/run.sh --exec lua5.4 bench/openresty.lua
 fi

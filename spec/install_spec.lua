@@ -17,8 +17,8 @@ end
 
 local function copy_sources()
   local dir = H.dir .. "/install-" .. tostring(math.random(1e9))
-  local out, code = H.shell(("mkdir -p %s && cp -r %s/src %s/lua %s/rockspec %s/Makefile %s/"):format(
-    dir, root, root, root, root, dir))
+  local out, code = H.shell(("mkdir -p %s && cp -r %s/src %s/lua %s/rockspec %s/bin %s/Makefile %s/"):format(
+    dir, root, root, root, root, root, dir))
   assert.equal(0, code, out)
   return dir
 end
@@ -39,20 +39,43 @@ local function run_installed(lua_path, lua_cpath)
   return H.shell(("%s LUA_PATH=%q LUA_CPATH=%q %s %s"):format(clean_env, lua_path, lua_cpath, H.interpreter, script))
 end
 
+-- The installed `hicache` tool, run by its #! line: --version, and a get
+-- against the test server (the installed Lua layer and module).
+local function run_installed_bin(bin, env)
+  local f = assert(io.open(bin))
+  local first = f:read("l")
+  f:close()
+  assert.equal("#!/usr/bin/env " .. H.interpreter, first)
+  H.admin():command("SET", "inst:1:k", "7")
+  local out, code = H.shell(("%s %s %s get redis://%s:%d k --prefix inst"):format(clean_env, env, bin, H.host,
+    H.port))
+  assert.equal(0, code, out)
+  assert.equal("# inst:1:k  integer  1 B  ttl none\n7\n", out)
+  out, code = H.shell(("%s %s %s --help"):format(clean_env, env, bin))
+  assert.equal(0, code, out)
+  assert.matches("^usage: hicache COMMAND URL", out)
+  H.admin():command("DEL", "inst:1:k")
+end
+
 describe("installation", function()
-  it("the rockspec lists every Lua module of lua/hicache", function()
+  it("the rockspec lists every Lua module of lua/hicache (and lua/hicache/cli) and bin/hicache", function()
     local f = assert(io.open(root .. "/rockspec/hicache-scm-1.rockspec"))
     local rockspec = f:read("a")
     f:close()
     local listed = 0
-    for file in io.popen("ls " .. root .. "/lua/hicache"):lines() do
-      local name = file:match("^(.-)%.lua$")
-      local module = name == "init" and "hicache" or "hicache." .. name
-      assert.truthy(rockspec:find(('["%s"] = "lua/hicache/%s"'):format(module, file), 1, true),
-        module .. " is missing from the rockspec")
-      listed = listed + 1
+    for _, dir in ipairs { "hicache", "hicache/cli" } do
+      for file in io.popen("ls " .. root .. "/lua/" .. dir .. "/*.lua"):lines() do
+        file = file:match("([^/]+)$")
+        local name = file:match("^(.-)%.lua$")
+        local module = (dir:gsub("/", ".")) .. "." .. name
+        if module == "hicache.init" then module = "hicache" end
+        assert.truthy(rockspec:find(('["%s"] = "lua/%s/%s"'):format(module, dir, file), 1, true),
+          module .. " is missing from the rockspec")
+        listed = listed + 1
+      end
     end
-    assert.is_true(listed >= 9)
+    assert.is_true(listed >= 15)
+    assert.truthy(rockspec:find('bin = { hicache = "bin/hicache" }', 1, true))
   end)
 
   it("luarocks make builds offline and require 'hicache' works from the tree", function()
@@ -65,6 +88,10 @@ describe("installation", function()
     out, code = run_installed(share .. "/?.lua;" .. share .. "/?/init.lua", lib .. "/?.so")
     assert.equal(0, code, out)
     assert.equal(lib .. "/hicache/core.so\t" .. share .. "/hicache/init.lua\tPONG\n", out)
+    -- luarocks wraps bin/hicache in a script that sets the tree's paths
+    out, code = H.shell(("%s %s/bin/hicache --help"):format(clean_env, tree))
+    assert.equal(0, code, out)
+    assert.matches("^usage: hicache COMMAND URL", out)
   end)
 
   it("make install honours PREFIX and DESTDIR", function()
@@ -77,5 +104,29 @@ describe("installation", function()
     out, code = run_installed(share .. "/?.lua;" .. share .. "/?/init.lua", lib .. "/?.so")
     assert.equal(0, code, out)
     assert.equal(lib .. "/hicache/core.so\t" .. share .. "/hicache/init.lua\tPONG\n", out)
+    -- the tool, with the CLI modules; installed for PREFIX, found here under DESTDIR
+    local bin = dest .. "/opt/hc/bin/hicache"
+    local f = assert(io.open(bin))
+    assert.truthy(f:read("a"):find(('local installed = { "/opt/hc/share/lua/%s", "/opt/hc/lib/lua/%s" }'):format(V, V),
+      1, true))
+    f:close()
+    run_installed_bin(bin, ("LUA_PATH=%q LUA_CPATH=%q"):format(share .. "/?.lua;" .. share .. "/?/init.lua",
+      lib .. "/?.so"))
+    -- uninstall removes what install put there
+    out, code = H.shell(("cd %s && %s make -s uninstall%s PREFIX=/opt/hc DESTDIR=%s"):format(dir, clean_env,
+      MAKE_LUA, dest))
+    assert.equal(0, code, out)
+    out = H.shell(("find %s -type f"):format(dest))
+    assert.equal("", out)
+  end)
+
+  it("make install into a PREFIX Lua does not search: the tool finds its modules by itself", function()
+    local dir = copy_sources()
+    local dest = dir .. "/real"
+    -- PREFIX is the real location here (no DESTDIR): the paths baked into the tool
+    local out, code = H.shell(("cd %s && %s make -s install%s PREFIX=%s BUILD=%s/b"):format(
+      dir, clean_env, MAKE_LUA, dest, dir))
+    assert.equal(0, code, out)
+    run_installed_bin(dest .. "/bin/hicache", "")
   end)
 end)

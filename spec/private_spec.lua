@@ -6,7 +6,8 @@ local H = require "helper"
 
 local PRIVATE = { "_key", "_namespace", "_names", "_tag_name", "_lock_names", "_scan_pattern", "_entry",
                   "_read", "_visible", "_invalidate_full", "_bump_epoch", "_lease", "_keep", "_fill",
-                  "_release", "_wait", "_wake", "_eval", "_record", "_block", "_l1_keep" }
+                  "_release", "_wait", "_wake", "_eval", "_record", "_block", "_l1_keep", "_seal_family",
+                  "_decode_at" }
 
 -- Garbage of every kind; no number in (0.01, 86400], so a _wait that is
 -- accepted blocks for a millisecond at most.

@@ -5,6 +5,8 @@
 local tonumber, tostring, type, pairs, ipairs = tonumber, tostring, type, pairs, ipairs
 local string_format, string_char = string.format, string.char
 local huge = math.huge
+-- defines cache:stats_publish(); its tick is the publisher core.new keeps
+local publish = require "hicache.publish"
 
 local _M = {}
 
@@ -35,6 +37,7 @@ local known = {
   stats = true, on_event = true, logger = true, tls = true, transport = true,
   l1 = true, breaker = true, backend = true, max_bytes = true, max_items = true, name = true,
   cluster = true, sentinels = true, master_name = true, sentinel_username = true, sentinel_password = true,
+  encrypt = true,
 }
 local serializers = { msgpack = true, json = true, raw = true }
 local known_pool = { size = true, wait = true, idle_check = true, idle_poll = true, lifetime = true,
@@ -45,6 +48,59 @@ for _, k in ipairs(tls_files) do known_tls[k] = true end
 
 local function bad(name, what)
   return string_format("invalid option '%s': %s", name, what)
+end
+
+-- encrypt = {keys = {{id =, key = <32 bytes>}, ...}, families = {...}}
+-- into s.encrypt_keys / s.encrypt_families (nil: every value sealed).
+-- Messages name a key by its id and position, never by its bytes.
+local function encrypt_settings(s, enc)
+  if type(enc) ~= "table" then return bad("encrypt", "must be a table {keys = {...}}") end
+  for k in pairs(enc) do
+    if k ~= "keys" and k ~= "families" then return string_format("unknown option 'encrypt.%s'", tostring(k)) end
+  end
+  if s.serializer == "raw" then
+    return bad("encrypt", "cannot be used with the raw serializer (it stores bytes as they are)")
+  end
+  local keys = enc.keys
+  if type(keys) ~= "table" or keys[1] == nil then
+    return bad("encrypt.keys", "must be a non-empty list of {id = ..., key = <32 bytes>} (the first one encrypts)")
+  end
+  local list, ids = {}, {}
+  for i, k in pairs(keys) do
+    local at = string_format("encrypt.keys[%s]", tostring(i))
+    if type(i) ~= "number" or i % 1 ~= 0 or i < 1 or i > #keys then return bad("encrypt.keys", "must be a list") end
+    if type(k) ~= "table" then return bad(at, "must be a table {id = ..., key = ...}") end
+    for f in pairs(k) do
+      if f ~= "id" and f ~= "key" then return string_format("unknown option '%s.%s'", at, tostring(f)) end
+    end
+    if type(k.id) ~= "string" or not k.id:match("^[%w_.%-]+$") or #k.id > 32 then
+      return bad(at .. ".id", "must be 1 to 32 letters, digits, '_', '.' or '-'")
+    end
+    if ids[k.id] then return bad(at .. ".id", "'" .. k.id .. "' is used twice") end
+    ids[k.id] = true
+    if type(k.key) ~= "string" or #k.key ~= 32 then
+      return bad(at .. ".key", string_format("must be a string of 32 bytes (got %s)",
+        type(k.key) == "string" and (#k.key .. " bytes") or type(k.key)))
+    end
+    list[i] = { id = k.id, key = k.key }
+  end
+  if #list > 16 then return bad("encrypt.keys", "holds at most 16 keys") end
+  s.encrypt_keys = list
+  if enc.families ~= nil then
+    if type(enc.families) ~= "table" then return bad("encrypt.families", "must be a list of key families") end
+    local fams = {}
+    for i, f in pairs(enc.families) do
+      if type(i) ~= "number" or i % 1 ~= 0 or i < 1 or i > #enc.families then
+        return bad("encrypt.families", "must be a list")
+      end
+      if type(f) ~= "string" or f == "" or #f > 63 or f:find(":", 1, true) then
+        return bad("encrypt.families", "a family is 1 to 63 characters of a key before its first ':'")
+      end
+      fams[i] = f
+    end
+    if #fams > 32 then return bad("encrypt.families", "holds at most 32 families") end
+    s.encrypt_families = fams
+  end
 end
 
 local function unescape(s)
@@ -430,6 +486,30 @@ local function topology_settings(s, opts)
   if s.l1_max_bytes > 0 then return bad("l1", "is not available with '" .. name .. "' yet") end
 end
 
+-- stats_publish = true | {interval = s}: cache:stats() published as a
+-- hash every interval (lua/hicache/publish.lua). Sets s.stats_publish (the
+-- interval) and s.stats_publisher (what the C core calls from operations:
+-- not on cosockets, where an operation cannot do I/O of its own; there
+-- cache:stats_publish() is called from a timer). Returns an error.
+known.stats_publish = true
+_M.defaults.stats_publish = { interval = 10 }
+local function publish_settings(s, p)
+  if p == nil or p == false then return end
+  if p == true then p = {} end
+  if type(p) ~= "table" then return bad("stats_publish", "must be a table {interval = seconds} or a boolean") end
+  for k in pairs(p) do
+    if k ~= "interval" then return string_format("unknown option 'stats_publish.%s'", tostring(k)) end
+  end
+  local interval = p.interval == nil and _M.defaults.stats_publish.interval or p.interval
+  local e = check_number("stats_publish.interval", interval, 1, true, 3600); if e then return e end
+  if not s.stats then return bad("stats_publish", "publishes cache:stats(): it cannot be used with stats = false") end
+  if s.backend == "memory" then
+    return bad("stats_publish", 'cannot be used with backend = "memory" (no other process could read it)')
+  end
+  s.stats_publish = interval
+  if s.transport ~= "cosocket" then s.stats_publisher = publish.tick end
+end
+
 --- Validates options and returns the settings for hicache.core.new.
 -- @return settings, or nil + message
 function _M.settings(opts)
@@ -568,6 +648,9 @@ function _M.settings(opts)
   if not serializers[s.serializer] then
     return nil, bad("serializer", "must be \"msgpack\", \"json\" or \"raw\"")
   end
+  if opts.encrypt ~= nil then
+    e = encrypt_settings(s, opts.encrypt); if e then return nil, e end
+  end
   local compress = opts.compress
   if compress == nil or compress == false then
     s.compress_min, s.compress_level = 0, 3
@@ -586,6 +669,7 @@ function _M.settings(opts)
   end
   if opts.stats ~= nil and type(opts.stats) ~= "boolean" then return nil, bad("stats", "must be a boolean") end
   s.stats = opts.stats ~= false
+  e = publish_settings(s, opts.stats_publish); if e then return nil, e end
   for _, k in ipairs { "on_event", "logger" } do
     if opts[k] ~= nil and type(opts[k]) ~= "function" then return nil, bad(k, "must be a function") end
   end

@@ -50,6 +50,9 @@ function _M.new(opts)
   return open(settings)
 end
 
+--- hicache.read_keys(path) -> encryption keys for encrypt.keys | nil, err
+_M.read_keys = require("hicache.keyfile").read
+
 --- hicache.parse_url(url) -> fields | nil, err
 function _M.parse_url(url)
   if type(url) ~= "string" then

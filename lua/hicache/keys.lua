@@ -36,6 +36,8 @@ function _M.hashed(name) return { name, "hashed" } end
 -- {name, kind} with kind "string" | "integer" | "boolean" | "scalar", or
 -- keys.set / keys.list / keys.hashed. opts.max_length (default 200): longer
 -- keys keep their head and end in "#" .. hash of the whole key.
+-- opts.encrypt = true: the family's values are encrypted by every cache
+-- (process-wide); a cache without encrypt keys cannot write them.
 function _M.define(family, fields, opts)
   if type(family) ~= "string" or not family:match("^[%w_.%-]+$") then
     raise("family name must be a non-empty string of letters, digits, '_', '.' or '-'")
@@ -49,8 +51,10 @@ function _M.define(family, fields, opts)
   opts = opts or {}
   if type(opts) ~= "table" then raise("opts must be a table") end
   for k in pairs(opts) do
-    if k ~= "max_length" then raise(("unknown keys.define option '%s'"):format(tostring(k))) end
+    if k ~= "max_length" and k ~= "encrypt" then raise(("unknown keys.define option '%s'"):format(tostring(k))) end
   end
+  if opts.encrypt ~= nil and type(opts.encrypt) ~= "boolean" then raise("opts.encrypt must be a boolean") end
+  if opts.encrypt and #family > 63 then raise("an encrypted family name is at most 63 characters") end
   local max_length = opts.max_length or 200
   if type(max_length) ~= "number" or max_length % 1 ~= 0 or max_length < 64 then
     raise("opts.max_length must be an integer >= 64")
@@ -75,9 +79,13 @@ function _M.define(family, fields, opts)
     names[i] = name
   end
   if #spec ~= #fields or #spec == 0 then raise("fields must be a non-empty list") end
-  return setmetatable({ family = family, fields = names }, {
+  -- encrypt: every cache of this process seals the family's values and
+  -- refuses plaintext ones (a cache without keys cannot write them)
+  if opts.encrypt then core.seal_family(family) end
+  local shown = "hicache.keys builder '" .. family .. "'" .. (opts.encrypt and " (encrypted)" or "")
+  return setmetatable({ family = family, fields = names, encrypt = opts.encrypt == true }, {
     __call = core.key_builder(family, spec, max_length),
-    __tostring = function() return "hicache.keys builder '" .. family .. "'" end,
+    __tostring = function() return shown end,
   })
 end
 

@@ -147,7 +147,7 @@ end
 local function bypass_keep(cache, key, fn, o, err)
   local r = compat.pack(bypass(fn, o, err))
   if r[1] ~= nil and r[3] == "bypass" then
-    local ok, bytes = pcall(cache.encode, cache, r[1])
+    local ok, bytes = pcall(cache.encode, cache, r[1], key)
     if ok and cache._l1_keep then cache:_l1_keep(key, bytes) end
   end
   return compat.unpack(r, 1, r.n)
@@ -175,9 +175,9 @@ local function store(cache, key, tok, epoch, o, value, ttl, delta_ms, default_tt
   local soft = (o.envelope and ttl > 0) and time_ms() + math_ceil(ttl * 1000) or nil
   local ok, bytes
   if soft or o.tags then
-    ok, bytes = pcall(cache._entry, cache, value, soft, delta_ms, o.tags, tokens)
+    ok, bytes = pcall(cache._entry, cache, value, soft, delta_ms, o.tags, tokens, key)
   else
-    ok, bytes = pcall(cache.encode, cache, value)
+    ok, bytes = pcall(cache.encode, cache, value, key)
   end
   if not ok then
     local why = argerror.strip(bytes):gsub("^bad argument #%d+ to '[^']*' %((.*)%)$", "%1")

@@ -38,8 +38,18 @@ function _M.new(cache, fn, opts)
   local gos = {}
   for k, v in pairs(opts) do
     if lease.OPTIONS[k] and k ~= "tags" then gos[k] = v
-    elseif k ~= "name" and k ~= "key" and k ~= "tags" then
+    elseif k ~= "name" and k ~= "key" and k ~= "tags" and k ~= "encrypt" then
       raise(("unknown memoize option '%s'"):format(tostring(k)))
+    end
+  end
+  if opts.encrypt ~= nil and type(opts.encrypt) ~= "boolean" then raise("opts.encrypt must be a boolean") end
+  if opts.encrypt then
+    -- the family of the keys: a builder's, else the name (keys are name:...)
+    local family = type(key_of) == "table" and key_of.family or name
+    local ok, err = pcall(cache._seal_family, cache, family)
+    if not ok then
+      local why = argerror.strip(err):gsub("^bad argument #%d+ to '[^']*' %((.*)%)$", "%1")
+      raise("memoize '" .. name .. "': opts.encrypt: " .. why)
     end
   end
   lease.check_opts(gos) -- refuse bad values now, not on the first call

@@ -132,6 +132,24 @@ function _M.is_cached(cache, key, tags)
   return found
 end
 
+--- Whether the value stored at key is encrypted: stored sealed (not its
+-- plaintext) and opening with this cache's keys under that very key.
+-- false, why otherwise ("not cached", "stored in plaintext", "decrypt
+-- error: ..."). Raises (at the caller's line) when Redis fails.
+function _M.is_encrypted(cache, key)
+  quiet = quiet + 1
+  local ok, full = pcall(cache._key, cache, key)
+  if not ok then quiet = quiet - 1; raise("is_encrypted: " .. tostring(full)) end
+  local bytes, err = cache:command("GET", full)
+  quiet = quiet - 1
+  if err ~= nil then raise("is_encrypted: " .. tostring(err)) end
+  if bytes == nil or bytes == core.null then return false, "not cached" end
+  if not core.entry_info(bytes).encrypted then return false, "stored in plaintext" end
+  local v, derr = cache:_decode_at(bytes, full)
+  if v == nil and derr ~= nil then return false, derr end
+  return true
+end
+
 -- busted / luassert: assert.is_cached(cache, key[, tags]) and
 -- assert.is_not_cached(cache, key[, tags]), registered on require.
 do
@@ -148,6 +166,15 @@ do
       args.n = 0
       return ok
     end, "assertion.cached.positive", "assertion.cached.negative")
+    luassert:register("assertion", "encrypted", function(_, args)
+      local key = tostring(args[2]):gsub("%%", "%%%%")
+      local ok, why = _M.is_encrypted(args[1], args[2])
+      local because = why and (" (" .. why:gsub("%%", "%%%%") .. ")") or ""
+      say:set("assertion.encrypted.positive", "Expected key '" .. key .. "' to be stored encrypted" .. because)
+      say:set("assertion.encrypted.negative", "Expected key '" .. key .. "' not to be stored encrypted")
+      args.n = 0
+      return ok
+    end, "assertion.encrypted.positive", "assertion.encrypted.negative")
   end
 end
 

@@ -188,13 +188,28 @@ void hc_decoding_init(hc_decoding *d, const hc_codec *c, const char *data, size_
     d->json = NULL;
     d->enveloped = 0;
     d->soft_ms = d->delta_ms = 0;
+    d->ring = NULL;
+    d->key = NULL;
+    d->key_len = 0;
+    d->must_seal = d->seal_failed = 0;
+    d->opened = NULL;
     d->err[0] = '\0';
+}
+
+void hc_decoding_seal(hc_decoding *d, const hc_keyring *ring, const char *key, size_t kn, int must_seal)
+{
+    d->ring = ring;
+    d->key = key;
+    d->key_len = kn;
+    d->must_seal = must_seal;
 }
 
 void hc_decoding_done(hc_decoding *d)
 {
     free(d->owned);
     d->owned = NULL;
+    if (d->opened) free(d->opened);
+    d->opened = NULL;
     if (d->json) json_decref((json_t *)d->json);
     d->json = NULL;
 }
@@ -296,6 +311,23 @@ int hc_decode_push(lua_State *L, hc_decoding *d)
             p = e.value;
             n = e.value_len;
         }
+    }
+    if (hc_sealed(p, n)) { /* open it: the codec's bytes are inside */
+        size_t m;
+        d->seal_failed = 1;
+        if (d->key == NULL) {
+            snprintf(d->err, sizeof d->err, "an encrypted value opens only with its key");
+            return -1;
+        }
+        free(d->opened);
+        if (hc_open(d->ring, d->key, d->key_len, p, n, &d->opened, &m, d->err, sizeof d->err) != 0) return -1;
+        d->seal_failed = 0;
+        p = d->opened;
+        n = m;
+    } else if (d->must_seal) {
+        d->seal_failed = 1;
+        snprintf(d->err, sizeof d->err, "value not encrypted");
+        return -1;
     }
     r = int_text(p, n, &v);
     if (r == 1) {

@@ -20,6 +20,7 @@
 #include <lua.h>
 
 #include "hc_buf.h"
+#include "hc_seal.h"
 
 typedef enum { HC_SER_MSGPACK = 0, HC_SER_JSON = 1, HC_SER_RAW = 2 } hc_serializer;
 
@@ -47,10 +48,22 @@ typedef struct hc_decoding {
     int enveloped;         /* the value came in an envelope with  */
     long long soft_ms;     /*   a soft expiry (Unix ms)           */
     long long delta_ms;    /*   and a compute time (hc_entry.h)   */
+    const hc_keyring *ring; /* opens sealed values (hc_seal.h), or NULL */
+    const char *key;       /* the full Redis key they were stored under */
+    size_t key_len;        /*   (NULL: a sealed value cannot be opened) */
+    int must_seal;         /* a plain value is refused (not encrypted)  */
+    int seal_failed;       /* the error is about sealing: a miss        */
+    char *opened;          /* the opened plaintext, freed by _done      */
     char err[HC_CODEC_ERRLEN];
 } hc_decoding;
 
 void hc_decoding_init(hc_decoding *d, const hc_codec *c, const char *data, size_t len);
+
+/* Sets what opens sealed values: the keyring (may be NULL), the full
+ * Redis key (may be NULL) and whether a plain value is refused. A value
+ * that is sealed but does not open, or plain when must_seal, fails with
+ * d->seal_failed set (callers treat it as a miss plus an error event). */
+void hc_decoding_seal(hc_decoding *d, const hc_keyring *ring, const char *key, size_t kn, int must_seal);
 
 /* Pushes the decoded value, or returns -1 with d->err set (nothing
  * pushed). Raises only on Lua memory errors: call inside hc_pcall. */

@@ -148,29 +148,6 @@ int hc_entry_wrap(const char *value, size_t vn, int has_soft, long long soft_ms,
     return rc != 0 ? -1 : 0;
 }
 
-int hc_entry_encode(lua_State *L, int idx, const hc_codec *c, int has_soft, long long soft_ms,
-                    long long delta_ms, const hc_taglist *tags, hc_buf *out, char *err, size_t errlen)
-{
-    hc_buf v;
-    int rc;
-    if (c->ser == HC_SER_RAW) {
-        snprintf(err, errlen, "value: the raw serializer cannot carry tags or get_or_set metadata");
-        return -1;
-    }
-    hc_buf_init(&v, c->max_bytes);
-    if (hc_encode(L, idx, c, &v, err, errlen) != 0) {
-        hc_buf_free(&v);
-        return -1;
-    }
-    rc = hc_entry_wrap(v.data, v.len, has_soft, soft_ms, delta_ms, tags, out);
-    hc_buf_free(&v);
-    if (rc != 0) {
-        snprintf(err, errlen, "value: larger than the size limit, or out of memory");
-        return -1;
-    }
-    return 0;
-}
-
 /* ---- tag lists ---------------------------------------------------------- */
 
 typedef struct name_ref {

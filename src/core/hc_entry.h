@@ -70,12 +70,6 @@ int hc_entry_parse(const char *p, size_t n, int complete, hc_entry *e, size_t *n
 int hc_entry_wrap(const char *value, size_t vn, int has_soft, long long soft_ms, long long delta_ms,
                   const hc_taglist *tags, hc_buf *out);
 
-/* Encodes the value at idx in an envelope with the given metadata
- * (tags == NULL or tags->n == 0: untagged; every tag needs its token).
- * Not available with the raw serializer. Never raises. */
-int hc_entry_encode(lua_State *L, int idx, const hc_codec *c, int has_soft, long long soft_ms,
-                    long long delta_ms, const hc_taglist *tags, hc_buf *out, char *err, size_t errlen);
-
 /* Reads the list of tags at idx (a Lua list of strings) into t,
  * canonical. Raises an argument error for argument argn on a bad list.
  * The names borrow the table's strings: keep it on the stack. */

@@ -14,7 +14,7 @@
 
 static const char *const op_names[HC_OPS] = {
     "get", "set", "get_many", "set_many", "delete", "incr", "get_or_set", "lock", "invalidate",
-    "has_key", "ttl", "expire"};
+    "has_key", "ttl", "expire", "decrypt", "publish"};
 
 typedef struct counters {
     unsigned long long hits, misses, sets, deletes, invalidations, errors, stale, waits, computes,

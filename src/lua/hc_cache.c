@@ -248,24 +248,33 @@ int hc_unexpected(lua_State *L, redisReply *r)
 
 typedef struct one {
     hc_decoding d;
+    char *sealerr;
 } one;
 
 static int decode_one_cb(lua_State *L, void *ud)
 {
     one *o = (one *)ud;
     if (hc_decode_push(L, &o->d) != 0) {
+        if (o->d.seal_failed && o->sealerr) { /* the caller's miss */
+            snprintf(o->sealerr, HC_CODEC_ERRLEN, "%s", o->d.err);
+            return 0;
+        }
         lua_pushnil(L);
-        lua_pushfstring(L, "decode error: %s", o->d.err);
+        lua_pushfstring(L, "%s error: %s", o->d.seal_failed ? "decrypt" : "decode", o->d.err);
         return 2;
     }
     return 1;
 }
 
-int hc_push_decoded(lua_State *L, client *cl, const char *p, size_t n, redisReply *r)
+int hc_push_decoded(lua_State *L, client *cl, const char *p, size_t n, redisReply *r, const char *key, size_t kn,
+                    char *sealerr)
 {
     one o;
     int top = lua_gettop(L), st;
     hc_decoding_init(&o.d, &cl->codec, p, n);
+    hc_seal_decoding(cl, &o.d, key, kn);
+    o.sealerr = sealerr;
+    if (sealerr) sealerr[0] = '\0';
     st = hc_pcall(L, decode_one_cb, &o, 0, LUA_MULTRET);
     hc_decoding_done(&o.d);
     if (r) freeReplyObject(r);
@@ -293,48 +302,62 @@ static int push_buf(lua_State *L, hc_buf *b)
     return 1;
 }
 
-/* cache:encode(value) -> bytes: the codec alone (tests, tools, transports). */
+/* cache:encode(value[, key]) -> bytes: the codec alone (tests, tools,
+ * transports); with a key, the bytes a set of that key stores (sealed
+ * when its values are encrypted). */
 static int cache_encode(lua_State *L)
 {
     client *cl = hc_check_client(L);
-    char err[HC_CODEC_ERRLEN];
+    char err[HC_CODEC_ERRLEN], key[HC_FULLKEY_MAX];
+    size_t kn = 0;
     hc_buf b;
     luaL_checkany(L, 2);
-    lua_settop(L, 2);
+    lua_settop(L, 3);
+    if (!lua_isnil(L, 3)) kn = hc_key_arg(L, cl, 3, key);
     hc_buf_init(&b, cl->codec.max_bytes);
     if (hc_encode(L, 2, &cl->codec, &b, err, sizeof err) != 0) {
         hc_buf_free(&b);
         return luaL_argerror(L, 2, err);
     }
+    if (kn && hc_seal_value(cl, key, kn, &b, err, sizeof err) != 0) {
+        hc_buf_free(&b);
+        return luaL_argerror(L, 3, err);
+    }
     return push_buf(L, &b);
 }
 
-/* cache:decode(bytes) -> value | nil, "decode error: ..." */
+/* cache:decode(bytes[, key]) -> value | nil, "decode error: ..." |
+ * nil, "decrypt error: ..." (an encrypted value opens only with the key
+ * it was stored at) */
 static int cache_decode(lua_State *L)
 {
     client *cl = hc_check_client(L);
-    size_t n;
+    char key[HC_FULLKEY_MAX];
+    size_t n, kn = 0;
     const char *p = luaL_checklstring(L, 2, &n);
-    return hc_push_decoded(L, cl, p, n, NULL);
+    if (!lua_isnoneornil(L, 3)) kn = hc_key_arg(L, cl, 3, key);
+    return hc_push_decoded(L, cl, p, n, NULL, kn ? key : NULL, kn, NULL);
 }
 
-/* cache:_entry(value, soft_ms, delta_ms, tags, tokens) -> bytes of an
+/* cache:_entry(value, soft_ms, delta_ms, tags, tokens, key) -> bytes of an
  * envelope (soft_ms nil: no soft expiry; tags nil: untagged; tokens: the
- * tags' tokens in canonical order). Raises when value cannot be encoded. */
+ * tags' tokens in canonical order; key: the value is sealed when that
+ * key's values are encrypted). Raises when value cannot be encoded. */
 static int cache_entry(lua_State *L)
 {
     client *cl = hc_check_client(L);
-    char err[HC_CODEC_ERRLEN];
+    char err[HC_CODEC_ERRLEN], key[HC_FULLKEY_MAX];
     int has_soft = !lua_isnoneornil(L, 3), i;
     long long soft = has_soft ? (long long)luaL_checkinteger(L, 3) : 0;
     long long delta = has_soft ? (long long)luaL_checkinteger(L, 4) : 0;
+    size_t kn = 0;
     hc_taglist t;
-    hc_buf b;
+    hc_buf b, v;
     luaL_checkany(L, 2);
     /* the header holds soft as an i64 of Unix ms and delta as a u32 */
     if (soft < 0) return luaL_argerror(L, 3, "soft expiry must be Unix milliseconds");
     if (delta < 0 || delta > 0xffffffffLL) return luaL_argerror(L, 4, "compute time must be 0 to 2^32-1 ms");
-    lua_settop(L, 6);
+    lua_settop(L, 7);
     t.n = 0;
     if (!lua_isnil(L, 5)) {
         hc_taglist_from_lua(L, 5, 5, &t);
@@ -347,10 +370,24 @@ static int cache_entry(lua_State *L)
             if (t.tok_len[i] > 255) return luaL_argerror(L, 6, "token too long");
         }
     }
-    hc_buf_init(&b, cl->codec.max_bytes);
-    if (hc_entry_encode(L, 2, &cl->codec, has_soft, soft, delta, &t, &b, err, sizeof err) != 0) {
-        hc_buf_free(&b);
+    if (!lua_isnil(L, 7)) kn = hc_key_arg(L, cl, 7, key);
+    if (cl->codec.ser == HC_SER_RAW)
+        return luaL_argerror(L, 2, "value: the raw serializer cannot carry tags or get_or_set metadata");
+    hc_buf_init(&v, cl->codec.max_bytes);
+    if (hc_encode(L, 2, &cl->codec, &v, err, sizeof err) != 0) {
+        hc_buf_free(&v);
         return luaL_argerror(L, 2, err);
+    }
+    if (kn && hc_seal_value(cl, key, kn, &v, err, sizeof err) != 0) {
+        hc_buf_free(&v);
+        return luaL_argerror(L, 7, err);
+    }
+    hc_buf_init(&b, cl->codec.max_bytes);
+    i = hc_entry_wrap(v.data, v.len, has_soft, soft, delta, &t, &b);
+    hc_buf_free(&v);
+    if (i != 0) {
+        hc_buf_free(&b);
+        return luaL_argerror(L, 2, "value: larger than the size limit, or out of memory");
     }
     return push_buf(L, &b);
 }

@@ -330,6 +330,23 @@ void hc_client_bytes_in(client *cl, const char *key, size_t kn, size_t bytes_in)
     if (cl->stats) hc_stats_bytes(cl->stats, bytes_in, 0, user, un);
 }
 
+/* stats_publish: calls the publisher (lua/hicache/publish.lua's tick) with
+ * the cache, which is the running method's self (stack index 1; else it
+ * waits for the next operation). The publisher reports its own failures
+ * (op "publish"); one it raised is counted here, never passed on to the
+ * operation that triggered it. */
+static void publish_due(lua_State *L, client *cl, double t)
+{
+    if (lua_gettop(L) < 1 || lua_touserdata(L, 1) != (void *)cl) return;
+    cl->pub_next = t + cl->pub_interval; /* first: an operation of the publisher does not publish */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cl->pub_ref);
+    lua_pushvalue(L, 1);
+    if (lua_pcall(L, 1, 0, 0) != 0) {
+        lua_pop(L, 1);
+        if (cl->stats) hc_stats_record(cl->stats, HC_OP_PUBLISH, HC_EV_ERROR, NULL, 0, 0, 0, t);
+    }
+}
+
 void hc_client_event(lua_State *L, client *cl, int op, unsigned events, const char *key, size_t kn,
                      size_t bytes_in, size_t bytes_out, double t0, const char *err)
 {
@@ -378,6 +395,10 @@ void hc_client_event(lua_State *L, client *cl, int op, unsigned events, const ch
             lua_setfield(L, -2, "err");
         }
         lua_call(L, 1, 0);
+    }
+    if (cl->pub_ref != LUA_NOREF && cl->xio == NULL && cl->pool) { /* stats_publish: due? */
+        double t = t0 > 0 ? t0 : hc_now(); /* t0 0 (a memo hit): the only clock read */
+        if (t >= cl->pub_next) publish_due(L, cl, t);
     }
 }
 

@@ -15,6 +15,7 @@
 #include "hc_xio.h"
 
 #define CLIENT_MT "hicache.client"
+#define HC_SEAL_CACHE_FAMILIES 32
 
 typedef struct client {
     hc_pool *pool;          /* NULL after close()                      */
@@ -28,6 +29,9 @@ typedef struct client {
     char sha[HC_SCRIPTS][41]; /* SHA1 of each C-side script once loaded */
     hc_stats *stats;        /* NULL when made with stats = false          */
     int hook;               /* registry ref of opts.on_event, or LUA_NOREF */
+    int pub_ref;            /* registry ref of the stats publisher (lua/hicache/publish.lua), or LUA_NOREF */
+    double pub_interval;    /* stats_publish: seconds between publishes; 0: off */
+    double pub_next;        /* hc_now() at which the next publish is due */
     struct hc_l1 *l1;       /* the pool's L1 near cache, or NULL          */
     int l1_nmatch;          /* 0: every key; else the user-key prefixes: */
     char l1_match[16][64];
@@ -40,6 +44,11 @@ typedef struct client {
     struct hc_cluster *cluster; /* a Redis Cluster (hc_cluster.h): routes every command; or NULL */
     struct hc_smaster *smaster; /* a Sentinel group's master (hc_smaster.h): pool follows it; or NULL */
     int pin1;               /* cluster: 1 + the master every command goes to (0: routed by key) */
+    hc_keyring *ring;       /* encryption keys (hc_seal.h), or NULL: nothing sealed, sealed values miss */
+    int seal_all;           /* every value is sealed (encrypt without families) */
+    int seal_nfam;          /* else the families sealed (encrypt.families, memoize's encrypt) */
+    char seal_fam[HC_SEAL_CACHE_FAMILIES][HC_SEAL_FAMMAX + 1];
+    unsigned char seal_fam_len[HC_SEAL_CACHE_FAMILIES];
     hc_xio *xio;            /* set while core.step runs an operation over an
                                outside transport; NULL: the pool's sockets */
 } client;
@@ -68,8 +77,10 @@ static inline client *hc_check_client(lua_State *L)
 }
 
 /* Records an operation in the stats and calls the on_event hook, if
- * any. key/kn: the full key (prefix:version:key) or NULL. Call it when no
- * C resource is held: the hook is Lua code and may raise. */
+ * any; then, with stats_publish, the publisher once its interval has
+ * passed (protected: see hc_client.c). key/kn: the full key
+ * (prefix:version:key) or NULL. Call it when no C resource is held: the
+ * hook is Lua code and may raise. */
 void hc_client_event(lua_State *L, client *cl, int op, unsigned events, const char *key, size_t kn,
                      size_t bytes_in, size_t bytes_out, double t0, const char *err);
 
@@ -143,5 +154,10 @@ void hc_lstore_register(lua_State *L);
 /* Sentinel master discovery for specs and operators (hc_lsentinel.c):
  * core.sentinel_master. */
 void hc_lsentinel_register(lua_State *L);
+
+/* Encrypted values (hc_lseal.c): cache:_seal_family, cache:_decode_at
+ * into the methods table on top; core.seal_family, core.entry_info into
+ * the core table at core_idx. */
+void hc_seal_register(lua_State *L, int core_idx);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "compat.h"
 #include "hc_args.h"
@@ -86,6 +87,59 @@ static int split_addrs(lua_State *L, const char *list, char **hosts, int *ports)
     }
     if (n == 0) luaL_error(L, "no address");
     return n;
+}
+
+/* settings.encrypt_keys ({{id =, key =}, ...}, validated by config.lua)
+ * into the client's keyring, and settings.encrypt_families (a list; nil:
+ * every value is sealed). Raises (the client's __gc frees the ring) with
+ * a message that never quotes a key. */
+static void load_keyring(lua_State *L, client *cl)
+{
+    int i, n;
+    char err[HC_SEAL_ERRLEN];
+    lua_getfield(L, 1, "encrypt_keys");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    luaL_checktype(L, -1, LUA_TTABLE);
+    if ((cl->ring = hc_keyring_new()) == NULL) luaL_error(L, "out of memory");
+    n = (int)lua_rawlen(L, -1);
+    for (i = 1; i <= n; i++) {
+        size_t idn = 0, kn = 0;
+        const char *id, *key;
+        lua_rawgeti(L, -1, i);
+        lua_getfield(L, -1, "id");
+        lua_getfield(L, -2, "key");
+        id = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &idn) : "";
+        key = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &kn) : "";
+        if (hc_keyring_add(cl->ring, id, idn, (const unsigned char *)key, kn, err, sizeof err) != 0)
+            luaL_error(L, "setting 'encrypt_keys' is invalid: %s", err);
+        lua_pop(L, 3);
+    }
+    lua_pop(L, 1);
+    if (hc_keyring_count(cl->ring) == 0) luaL_error(L, "setting 'encrypt_keys' is empty");
+    lua_getfield(L, 1, "encrypt_families");
+    if (lua_isnil(L, -1)) {
+        cl->seal_all = 1;
+    } else {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        n = (int)lua_rawlen(L, -1);
+        if (n > HC_SEAL_CACHE_FAMILIES) luaL_error(L, "setting 'encrypt_families' is too long");
+        for (i = 1; i <= n; i++) {
+            size_t fn;
+            const char *f;
+            lua_rawgeti(L, -1, i);
+            f = lua_tolstring(L, -1, &fn);
+            if (f == NULL || fn == 0 || fn > HC_SEAL_FAMMAX || memchr(f, ':', fn))
+                luaL_error(L, "setting 'encrypt_families' is invalid");
+            memcpy(cl->seal_fam[cl->seal_nfam], f, fn);
+            cl->seal_fam[cl->seal_nfam][fn] = '\0';
+            cl->seal_fam_len[cl->seal_nfam++] = (unsigned char)fn;
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
 }
 
 /* core.new(settings) -> client. settings are validated and complete. */
@@ -202,6 +256,7 @@ static int core_new(lua_State *L)
     lua_pop(L, 1);
     cache.stats = NULL;
     cache.hook = LUA_NOREF;
+    cache.pub_ref = LUA_NOREF;
     /* The userdata first, with its __gc: what is allocated after it is
      * owned by it, so nothing leaks when a Lua allocation raises. */
     cl = (client *)lua_newuserdata(L, sizeof *cl);
@@ -210,9 +265,16 @@ static int core_new(lua_State *L)
     luaL_getmetatable(L, CLIENT_MT);
     lua_setmetatable(L, -2);
     if (want_stats && (cl->stats = hc_stats_new()) == NULL) return luaL_error(L, "out of memory");
+    load_keyring(L, cl);
     lua_getfield(L, 1, "on_event");
     if (lua_isfunction(L, -1)) cl->hook = luaL_ref(L, LUA_REGISTRYINDEX);
     else lua_pop(L, 1);
+    lua_getfield(L, 1, "stats_publish"); /* stats_publish: the interval (s), and the publisher */
+    if (!lua_isnil(L, -1)) cl->pub_interval = opt_number(L, 1, "stats_publish", 1, 3600);
+    lua_getfield(L, 1, "stats_publisher");
+    if (cl->pub_interval > 0 && lua_isfunction(L, -1)) cl->pub_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    else lua_pop(L, 1);
+    lua_pop(L, 1);
     {
         char err[HC_ERRLEN];
         const char *seeds = opt_string(L, 1, "cluster_seeds"), *sents = opt_string(L, 1, "sentinel_addrs");
@@ -586,19 +648,52 @@ static int client_gc(lua_State *L)
     client_drop(cl);
     hc_stats_free(cl->stats);
     cl->stats = NULL;
+    hc_keyring_free(cl->ring); /* zeroes the keys */
+    cl->ring = NULL;
     if (cl->hook != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, cl->hook);
     if (cl->memo != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, cl->memo);
+    if (cl->pub_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, cl->pub_ref);
     cl->memo = LUA_NOREF;
     cl->hook = LUA_NOREF;
+    cl->pub_ref = LUA_NOREF;
     return 0;
 }
 
 static int client_close(lua_State *L)
 {
     client *cl = hc_check_client(L);
+    if (cl->pub_ref != LUA_NOREF) { /* stats_publish: the publisher deletes its key (errors ignored) */
+        if (cl->pool && cl->xio == NULL) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, cl->pub_ref);
+            lua_pushvalue(L, 1);
+            lua_pushliteral(L, "close");
+            if (lua_pcall(L, 2, 0, 0) != 0) lua_pop(L, 1);
+        }
+        luaL_unref(L, LUA_REGISTRYINDEX, cl->pub_ref);
+        cl->pub_ref = LUA_NOREF;
+    }
     client_drop(cl);
     lua_pushboolean(L, 1);
     return 1;
+}
+
+/* cache:_publish_info() -> interval, prefix, host, pid for stats_publish
+ * (lua/hicache/publish.lua); nil when it is off. */
+static int client_publish_info(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    char host[256];
+    if (cl->pub_interval <= 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushnumber(L, (lua_Number)cl->pub_interval);
+    lua_pushlstring(L, cl->prefix, cl->prefix_len);
+    if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+    lua_pushstring(L, host);
+    lua_pushinteger(L, (lua_Integer)hc_pool_self_pid());
+    return 4;
 }
 
 /* Describes the endpoint without the password. */
@@ -736,6 +831,7 @@ static const luaL_Reg client_methods[] = {
     {"_record", client_record},
     {"stats", client_stats},
     {"stats_reset", client_stats_reset},
+    {"_publish_info", client_publish_info},
     {NULL, NULL}};
 
 static const luaL_Reg conn_methods[] = {
@@ -821,6 +917,7 @@ int luaopen_hicache_core(lua_State *L)
     hc_write_register(L);
     hc_lease_register(L);
     hc_keeper_register(L);
+    hc_seal_register(L, lua_gettop(L) - 1);
     lua_setfield(L, -2, "Client");
     hc_new_class(L, CONN_MT, conn_methods, conn_gc, conn_tostring);
     lua_setfield(L, -2, "Conn");

@@ -56,9 +56,33 @@ int hc_observe(lua_State *L, client *cl, int op, unsigned ev, const char *key, s
 int hc_call_observed(lua_State *L, lua_CFunction fn, int op, unsigned ev);
 /* nil, msg of an error reply (freed); nil, "unexpected reply" otherwise. */
 int hc_unexpected(lua_State *L, redisReply *r);
-/* Decodes p[0..n): pushes the value or nil, "decode error: ...". Frees r
- * (if any) and what decoding allocated, also when Lua raises. */
-int hc_push_decoded(lua_State *L, client *cl, const char *p, size_t n, redisReply *r);
+/* Decodes p[0..n), stored at the full key (NULL: unknown, a sealed value
+ * does not open): pushes the value, or nil, "decode error: ..." /
+ * nil, "decrypt error: ...". With sealerr (HC_CODEC_ERRLEN bytes) a value
+ * that does not open pushes nothing and returns 0 with sealerr set (the
+ * caller's miss; "" otherwise). Frees r (if any) and what decoding
+ * allocated, also when Lua raises. */
+int hc_push_decoded(lua_State *L, client *cl, const char *p, size_t n, redisReply *r, const char *key, size_t kn,
+                    char *sealerr);
+
+/* ---- encrypted values (hc_lseal.c) ---------------------------------------- */
+
+/* 1 when the value at the full key must be sealed: every value of a cache
+ * made with encrypt and no families, else a family of encrypt.families or
+ * memoize's encrypt, or a family keys.define declared encrypted (the key
+ * text before its first ':' after prefix:version:, the whole key without
+ * a ':'). */
+int hc_seal_must(const client *cl, const char *key, size_t kn);
+/* Seals the codec's bytes in *val for the key when it must be: 0, or -1
+ * with err (no keys to seal with, out of memory). Never raises. */
+int hc_seal_value(client *cl, const char *key, size_t kn, hc_buf *val, char *err, size_t errlen);
+/* Lets d open sealed values stored at the key (and refuse plain ones where
+ * they must be sealed). */
+void hc_seal_decoding(const client *cl, hc_decoding *d, const char *key, size_t kn);
+/* Reports a value that did not open (d->seal_failed: a miss): the op
+ * "decrypt" with an error in stats and on_event. May raise (the hook):
+ * call it when no C resource is held. */
+void hc_seal_event(lua_State *L, client *cl, const char *key, size_t kn, const char *why);
 
 /* ---- reads with tags checked (hc_read.c) --------------------------------- */
 

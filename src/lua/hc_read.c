@@ -306,9 +306,9 @@ static int l1_memo_hit(lua_State *L, client *cl, const char *key, size_t kn, siz
 }
 
 /* Decodes an L1 copy (frees g->r) and remembers a table in the memo. */
-static int l1_memo_push(lua_State *L, client *cl, const char *key, size_t kn, hc_got *g)
+static int l1_memo_push(lua_State *L, client *cl, const char *key, size_t kn, hc_got *g, char *sealerr)
 {
-    int n = hc_push_decoded(L, cl, g->r->str, g->r->len, g->r);
+    int n = hc_push_decoded(L, cl, g->r->str, g->r->len, g->r, key, kn, sealerr);
     g->r = NULL;
     if (n == 1 && lua_istable(L, -1) && g->l1 == 1) {
         memo_rec *m;
@@ -357,12 +357,19 @@ static int cache_get(lua_State *L)
         return HC_OBSERVED(cl) ? hc_observe(L, cl, HC_OP_GET, 0, key, kn, 0, 0, t0, n) : n;
     }
     if (g.visible) {
+        char sealerr[HC_CODEC_ERRLEN];
         size_t in = g.r->len;
         unsigned ev = g.l1 == 2 ? HC_EV_HIT | HC_EV_STALE : HC_EV_HIT;
         if (g.l1 && cl->memo != LUA_NOREF) {
-            n = l1_memo_push(L, cl, key, kn, &g);
+            n = l1_memo_push(L, cl, key, kn, &g, sealerr);
         } else {
-            n = hc_push_decoded(L, cl, g.r->str, g.r->len, g.r);
+            n = hc_push_decoded(L, cl, g.r->str, g.r->len, g.r, key, kn, sealerr);
+        }
+        if (n == 0) { /* an encrypted value that does not open: a miss, and an error event */
+            lua_pushvalue(L, 3);
+            n = HC_OBSERVED(cl) ? hc_observe(L, cl, HC_OP_GET, HC_EV_MISS, key, kn, in, 0, t0, 1) : 1;
+            hc_seal_event(L, cl, key, kn, sealerr);
+            return n;
         }
         return HC_OBSERVED(cl) ? hc_observe(L, cl, HC_OP_GET, ev, key, kn, in, 0, t0, n) : n;
     }
@@ -425,31 +432,39 @@ static hc_cmd keys_vector(lua_State *L, const client *cl, int idx, int lead, int
 typedef struct many {
     client *cl;
     redisReply *r;
-    const int *vis;
+    int *vis;      /* set to 2 where an encrypted value did not open */
+    const hc_cmd *keys; /* the MGET: its argument i + 1 is the key of element i */
     hc_decoding d; /* the element being decoded; freed again by the caller */
 } many;
 
-/* args: keys list. Returns values map (+ errors map when some failed). */
+/* args: keys list, a table for why encrypted values did not open (by
+ * index). Returns values map (+ errors map when some failed). */
 static int get_many_cb(lua_State *L, void *ud)
 {
     many *m = (many *)ud;
     size_t i;
     int has_errors = 0;
-    lua_createtable(L, 0, (int)m->r->elements); /* 2: values */
-    lua_newtable(L);                             /* 3: errors */
+    lua_createtable(L, 0, (int)m->r->elements); /* 3: values */
+    lua_newtable(L);                             /* 4: errors */
     for (i = 0; i < m->r->elements; i++) {
         redisReply *e = m->r->element[i];
         int rc;
         if (e->type != REDIS_REPLY_STRING || !m->vis[i]) continue; /* a miss */
         lua_rawgeti(L, 1, (lua_Integer)i + 1);
         hc_decoding_init(&m->d, &m->cl->codec, e->str, e->len);
+        hc_seal_decoding(m->cl, &m->d, m->keys->argv[i + 1], m->keys->argvlen[i + 1]);
         rc = hc_decode_push(L, &m->d);
         hc_decoding_done(&m->d);
         if (rc == 0) {
-            lua_rawset(L, 2);
+            lua_rawset(L, 3);
+        } else if (m->d.seal_failed) { /* a miss, reported once the replies are freed */
+            lua_pop(L, 1);
+            m->vis[i] = 2;
+            lua_pushstring(L, m->d.err);
+            lua_rawseti(L, 2, (lua_Integer)i + 1);
         } else {
             lua_pushfstring(L, "decode error: %s", m->d.err);
-            lua_rawset(L, 3);
+            lua_rawset(L, 4);
             has_errors = 1;
         }
     }
@@ -490,7 +505,7 @@ static int cache_get_many(lua_State *L)
     hc_cmd c;
     hc_cmdb b;
     many m;
-    int n, top, st, has_want, *vis, rc;
+    int n, top, st, has_want, *vis, rc, fails;
     const char **p;
     size_t *len, i, hits = 0, in = 0;
     double t0;
@@ -507,6 +522,8 @@ static int cache_get_many(lua_State *L)
     p = (const char **)lua_newuserdata(L, (size_t)n * (sizeof *vis + sizeof *p + sizeof *len));
     len = (size_t *)(p + n);
     vis = (int *)(len + n);
+    lua_newtable(L); /* why encrypted values did not open */
+    fails = lua_gettop(L);
     hc_cmdb_init(&b);
     hc_cmdb_str(&b, "MGET");
     for (i = 1; i < (size_t)c.argc; i++) hc_cmdb_ref(&b, c.argv[i], c.argvlen[i]);
@@ -534,14 +551,23 @@ static int cache_get_many(lua_State *L)
     m.cl = cl;
     m.r = r[0];
     m.vis = vis;
+    m.keys = &c;
     hc_decoding_init(&m.d, &cl->codec, NULL, 0);
     top = lua_gettop(L);
     lua_pushvalue(L, 2);
-    st = hc_pcall(L, get_many_cb, &m, 1, LUA_MULTRET);
+    lua_pushvalue(L, fails);
+    st = hc_pcall(L, get_many_cb, &m, 2, LUA_MULTRET);
     hc_decoding_done(&m.d);
     freeReplyObject(r[0]);
     if (st == -1) return luaL_error(L, "stack overflow");
     if (st != 0) return lua_error(L);
+    for (i = 0; i < (size_t)n; i++)
+        if (vis[i] == 2) { /* did not open: a miss; the keys live in GC memory */
+            hits--;
+            lua_rawgeti(L, fails, (lua_Integer)i + 1);
+            hc_seal_event(L, cl, c.argv[i + 1], c.argvlen[i + 1], lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
     if (HC_OBSERVED(cl)) {
         if (cl->stats) {
             hc_stats_count(cl->stats, HC_EV_HIT, hits, NULL, 0);
@@ -782,6 +808,11 @@ static int read_meta_cb(lua_State *L, void *ud)
     lua_pushboolean(L, 1);
     if (hc_decode_push(L, &m->d) != 0) {
         lua_pop(L, 1);
+        if (m->d.seal_failed) { /* a miss of something stored: get_or_set computes and overwrites */
+            lua_pushboolean(L, 0);
+            lua_pushboolean(L, 1);
+            return 2;
+        }
         lua_pushnil(L);
         lua_pushfstring(L, "decode error: %s", m->d.err);
         return 2;
@@ -817,12 +848,14 @@ static int cache_read(lua_State *L)
     }
     hc_client_bytes_in(cl, key, kn, g.r->len); /* get_or_set's reads count like get's */
     hc_decoding_init(&m.d, &cl->codec, g.r->str, g.r->len);
+    hc_seal_decoding(cl, &m.d, key, kn);
     top = lua_gettop(L);
     st = hc_pcall(L, read_meta_cb, &m, 0, LUA_MULTRET);
     hc_decoding_done(&m.d);
     freeReplyObject(g.r);
     if (st == -1) return luaL_error(L, "stack overflow");
     if (st != 0) return lua_error(L);
+    if (m.d.seal_failed) hc_seal_event(L, cl, key, kn, m.d.err); /* m.d.err outlives done() */
     return lua_gettop(L) - top;
 }
 

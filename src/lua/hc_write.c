@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "hc_l1.h"
 #include "hc_ops.h"
 #include "hc_slot.h"
@@ -452,6 +454,10 @@ static int do_set(lua_State *L, client *cl, int mode, hc_taglist *tags)
         hc_buf_free(&val);
         return luaL_argerror(L, 3, err);
     }
+    if (hc_seal_value(cl, key, kn, &val, err, sizeof err) != 0) {
+        hc_buf_free(&val);
+        return luaL_argerror(L, 2, err);
+    }
     /* From here to the frees nothing may raise. */
     t0 = HC_OBSERVED(cl) ? hc_client_t0(cl) : 0;
     hc_buf_init(&env, 0);
@@ -568,9 +574,13 @@ static int cache_set_many(lua_State *L)
     for (i = 0; i < n; i++) hc_buf_init(&vals[i], cl->codec.max_bytes);
     /* Encode every value first: nothing is stored when one cannot be. */
     for (i = 0; i < n; i++) {
+        const char *why;
+        size_t kn;
         lua_rawgeti(L, 4, i + 1);
+        kn = hc_key_compose(L, cl, cl->version, lua_gettop(L), key, &why); /* checked above */
         lua_rawget(L, 2);
-        if (hc_encode(L, lua_gettop(L), &cl->codec, &vals[i], err, sizeof err) != 0) {
+        if (hc_encode(L, lua_gettop(L), &cl->codec, &vals[i], err, sizeof err) != 0 ||
+            hc_seal_value(cl, key, kn, &vals[i], err, sizeof err) != 0) {
             int j;
             for (j = 0; j <= i; j++) hc_buf_free(&vals[j]);
             /* the buffers are freed: raising is safe now */
@@ -629,6 +639,8 @@ static int do_incr(lua_State *L, int sign)
     if (!lua_isnoneornil(L, 3)) {
         if (hc_toint64(L, 3, &d) != 0) return luaL_argerror(L, 3, HC_INT_ARG("delta"));
     }
+    if (hc_seal_must(cl, key, kn))
+        return luaL_argerror(L, 2, "the key's values are encrypted: Redis cannot add to an encrypted counter");
     if (sign < 0) {
         if (d == -9223372036854775807LL - 1) return hc_fail(L, "overflow");
         d = -d;
@@ -960,6 +972,46 @@ static int cache_bump_epoch(lua_State *L)
 
 /* ---- incr_version ------------------------------------------------------------- */
 
+/* An encrypted value moving from one key to another: its associated data
+ * is the key, so it is opened and sealed again for the new key (inside
+ * its envelope, if any). 0 with out set (out->data NULL: p is not sealed,
+ * moved as it is), or -1 with err. Never raises. */
+static int reseal(client *cl, const char *p, size_t n, const char *from, size_t fn, const char *to, size_t tn,
+                  hc_buf *out, char *err)
+{
+    hc_entry e;
+    const char *v = p;
+    size_t vn = n, pn;
+    char *plain, why[HC_SEAL_ERRLEN];
+    hc_buf sealed;
+    int rc;
+    err[0] = '\0';
+    if (n >= 6 && (unsigned char)p[0] == 0xc9 && hc_entry_parse(p, n, 1, &e, NULL) == HC_ENTRY_OK && e.envelope) {
+        v = e.value;
+        vn = e.value_len;
+    } else {
+        e.envelope = 0;
+    }
+    if (!hc_sealed(v, vn)) return 0;
+    if (hc_open(cl->ring, from, fn, v, vn, &plain, &pn, why, sizeof why) != 0) {
+        snprintf(err, HC_ERRLEN, "decrypt error: %s", why);
+        return -1;
+    }
+    hc_buf_init(&sealed, 0);
+    if (hc_buf_append(&sealed, plain, pn) != 0) rc = -1;
+    else rc = hc_seal_value(cl, to, tn, &sealed, err, HC_ERRLEN);
+    sodium_memzero(plain, pn);
+    free(plain);
+    if (rc == 0 && !e.envelope) {
+        *out = sealed;
+        return 0;
+    }
+    if (rc == 0) rc = hc_entry_wrap(sealed.data, sealed.len, e.has_soft, e.soft_ms, e.delta_ms, &e.tags, out);
+    hc_buf_free(&sealed);
+    if (rc != 0 && err[0] == '\0') snprintf(err, HC_ERRLEN, "out of memory");
+    return rc == 0 ? 0 : -1;
+}
+
 /* On a cluster, when the two versions of the key live in different slots
  * (RENAME cannot cross slots): GET + PTTL of the old key, then one WRITE
  * of two items, each in its own slot -- set the new key (value and TTL),
@@ -974,6 +1026,7 @@ static int incr_version_split(lua_State *L, client *cl, const char *from, size_t
     redisReply *g[2], *r;
     hc_cmdb b;
     hc_wr w;
+    hc_buf moved;
     int rc, found = 0;
     hc_cmdb_init(&b);
     hc_cmdb_str(&b, "GET");
@@ -992,22 +1045,27 @@ static int incr_version_split(lua_State *L, client *cl, const char *from, size_t
         return hc_fail(L, err);
     }
     hc_wr_init(&w);
+    hc_buf_init(&moved, 0);
     if (g[0]->type == REDIS_REPLY_STRING) {
         const char *hp = g[0]->str;
         size_t hn = g[0]->len;
         long long px = g[1]->type == REDIS_REPLY_INTEGER && g[1]->integer > 0 ? g[1]->integer : 0;
-        if (hc_entries_visible(cl, 1, &hp, &hn, &found, err) != 0) {
+        if (hc_entries_visible(cl, 1, &hp, &hn, &found, err) != 0 ||
+            reseal(cl, g[0]->str, g[0]->len, from, fn, to, tn, &moved, err) != 0) {
             hc_wr_free(&w);
+            hc_buf_free(&moved);
             freeReplyObject(g[0]);
             freeReplyObject(g[1]);
             return hc_fail(L, err);
         }
-        hc_wr_set(&w, cl, to, tn, g[0]->str, g[0]->len, px);
+        if (moved.data) hc_wr_set(&w, cl, to, tn, moved.data, moved.len, px);
+        else hc_wr_set(&w, cl, to, tn, g[0]->str, g[0]->len, px);
     } else {
         hc_wr_incr(&w, cl, to, tn, 0);
     }
     hc_wr_del(&w, cl, from, fn);
     rc = hc_wr_run(&w, cl, NULL, &r, err); /* the bytes of g[0] live until it has run */
+    hc_buf_free(&moved);
     freeReplyObject(g[0]);
     freeReplyObject(g[1]);
     if (rc != 0) return hc_fail(L, err);
@@ -1037,7 +1095,9 @@ static int incr_version_raw(lua_State *L)
     }
     if (delta > 1000000000 || delta < -1000000000) return luaL_argerror(L, 3, "delta out of range");
     tn = hc_key_compose(L, cl, cl->version + (long long)delta, 2, to, &why);
-    if (cl->cluster && hc_slot(from, fn) != hc_slot(to, tn))
+    /* an encrypted value is sealed for its key: opened and sealed again */
+    if ((cl->cluster && hc_slot(from, fn) != hc_slot(to, tn)) ||
+        (cl->ring && (hc_seal_must(cl, from, fn) || hc_seal_must(cl, to, tn))))
         return incr_version_split(L, cl, from, fn, to, tn, cl->version + (long long)delta);
     hc_wr_init(&w);
     hc_wr_rename(&w, cl, from, fn, to, tn);
