@@ -35,7 +35,7 @@ rm -f "$out"/artifacts/*   # what is left there afterwards is from this run
 
 # The decoder and what it links against (hc_reply.c for hc_pcall, hc_entry.c
 # for envelopes and the files that one uses).
-srcs="src/core/hc_codec.c src/core/hc_msgpack.c src/core/hc_json.c src/lua/hc_reply.c src/core/hc_entry.c src/core/hc_names.c src/base/hc_cmd.c fuzz/decode_fuzz.c"
+srcs="src/core/hc_codec.c src/core/hc_seal.c src/core/hc_msgpack.c src/core/hc_json.c src/lua/hc_reply.c src/core/hc_entry.c src/core/hc_names.c src/base/hc_cmd.c fuzz/decode_fuzz.c"
 log=$out/fuzz.log   # everything the fuzzer prints; the screen gets one line
 : >"$log"
 # shellcheck disable=SC2046,SC2086 # word splitting of the flags is intended

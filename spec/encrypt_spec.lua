@@ -384,8 +384,94 @@ describe("encrypted values over a transport written in Lua", function()
     assert.same({ v = 1 }, c:get("k"))
     assert.is_encrypted(c, "k")
     assert.same({ v = 1 }, transport.run(c, conn, "get", "k"))
+    -- a value edited while the operation waits (another light thread):
+    -- the rerun seals another plaintext, which must get another nonce
+    local sent, value = {}, { secret = ("A"):rep(16) }
+    conn.send = function(self, b) sent[#sent + 1] = b; return raw_send(self, b) end
+    local raw_receive = conn.receive
+    conn.receive = function(self) value.secret = ("B"):rep(16); return raw_receive(self) end
+    transport.run(c, conn, "set", "k2", value)
+    local nonces = {}
+    for _, req in ipairs(sent) do
+      local at = req:find("\193HE\1", 1, true)
+      if at then
+        local idn = req:byte(at + 4)
+        nonces[#nonces + 1] = req:sub(at + 5 + idn, at + 5 + idn + 23)
+      end
+    end
+    assert.equal(2, #nonces) -- both plaintexts went out ...
+    assert.are_not.equal(nonces[1], nonces[2]) -- ... never under one nonce
     c:clear()
     s:close()
+  end)
+end)
+
+describe("encrypted values: the reviewer's cases", function()
+  local K = { keys = { { id = "k", key = K1 } } }
+  after_each(function()
+    H.admin():command("EVAL", "for _, k in ipairs(redis.call('KEYS', 'rv*')) do redis.call('DEL', k) end", 0)
+  end)
+
+  it("a raw cache never returns sealed bytes, nor plaintext planted in an encrypted family", function()
+    local fam = keys.define("rv_secret", { "id" }, { encrypt = true })
+    local c = sealed { prefix = "rv1", encrypt = K }
+    assert.is_true(c:set(fam { id = 1 }, "s"))
+    local raw, evs = sealed { prefix = "rv1", encrypt = false, serializer = "raw" }
+    assert.is_nil(raw:get(fam { id = 1 }))
+    assert.equal("decrypt error: no encryption keys", evs[#evs].err)
+    put(c, fam { id = 2 }, "planted")
+    assert.is_nil(raw:get(fam { id = 2 }))
+    assert.equal("decrypt error: value not encrypted", evs[#evs].err)
+    assert.same({}, raw:get_many { fam { id = 1 }, fam { id = 2 } })
+  end)
+
+  it("with_version keeps the families memoize sealed", function()
+    local c = sealed { prefix = "rv2", encrypt = { keys = K.keys, families = {} } }
+    local f = c:memoize(function(x) return x end, { name = "rv_prof", encrypt = true })
+    assert.equal(1, f(1))
+    local c2 = c:with_version(2)
+    assert.is_true(c2:set("rv_prof:2", "pii"))
+    assert.is_encrypted(c2, "rv_prof:2")
+  end)
+
+  it("incr_version: sealed values move sealed whatever the family; one that does not open is not found", function()
+    local all = sealed { prefix = "rv3", encrypt = K }                            -- seals every value
+    local some = sealed { prefix = "rv3", encrypt = { keys = K.keys, families = {} } } -- seals none
+    assert.is_true(all:set("x", "v"))
+    assert.equal(2, some:incr_version("x"))
+    assert.equal("v", some:with_version(2):get("x"))
+    assert.is_encrypted(some:with_version(2), "x")
+    -- a value sealed with a key this cache no longer has: a miss, so not found
+    local other = sealed { prefix = "rv3", encrypt = { keys = { { id = "old", key = K2 } } } }
+    local gone, evs = sealed { prefix = "rv3", encrypt = K }
+    assert.is_true(other:set("y", "v"))
+    local v, err = gone:incr_version("y")
+    assert.is_nil(v)
+    assert.equal("not found", err)
+    local seen
+    for _, ev in ipairs(evs) do if ev.op == "decrypt" then seen = ev.err end end
+    assert.equal("decrypt error: unknown key id 'old'", seen)
+    assert.equal(H.null, H.admin():command("GET", gone:_key("y"))) -- the old one went
+    -- a cache without keys cannot move an encrypted family's value
+    local fam = keys.define("rv_fam", { "id" }, { encrypt = true })
+    local nokeys = sealed { prefix = "rv3", encrypt = false }
+    assert.has_error(function() return (nokeys:incr_version(fam { id = 1 })) end)
+  end)
+
+  it("a damaged envelope header in an encrypted family is a miss plus an event", function()
+    local c, evs = sealed { prefix = "rv4", encrypt = K }
+    assert.is_true(c:set("t", "v", nil, { tags = { "g" } }))
+    local b = stored(c, "t")
+    put(c, "t", b:sub(1, 9) .. "\255" .. b:sub(11)) -- the header length
+    assert.equal("miss", c:get("t", "miss"))
+    assert.equal("decrypt error: corrupt hicache envelope", evs[#evs].err)
+    local m, errs = c:get_many { "t" }
+    assert.same({}, m)
+    assert.is_nil(errs)
+  end)
+
+  it("entry_info does not call NUL bytes JSON", function()
+    assert.equal("unknown", core.entry_info("\0abc").format)
   end)
 end)
 

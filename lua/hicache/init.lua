@@ -141,7 +141,11 @@ function Cache:with_version(v)
   local s = {}
   for k, x in pairs(settings_of[self]) do s[k] = x end
   s.version = v
-  return open(s)
+  local c, oerr = open(s)
+  if not c then return nil, oerr end
+  -- the families memoize(..., {encrypt = true}) added stay sealed at any version
+  for _, f in ipairs(self:_seal_families()) do c:_seal_family(f) end
+  return c
 end
 
 local SCAN_COUNT, BATCH = 1000, 500

@@ -81,7 +81,10 @@ function _M.define(family, fields, opts)
   if #spec ~= #fields or #spec == 0 then raise("fields must be a non-empty list") end
   -- encrypt: every cache of this process seals the family's values and
   -- refuses plaintext ones (a cache without keys cannot write them)
-  if opts.encrypt then core.seal_family(family) end
+  if opts.encrypt then
+    local ok, err = pcall(core.seal_family, family)
+    if not ok then raise(argerror.strip(err)) end
+  end
   local shown = "hicache.keys builder '" .. family .. "'" .. (opts.encrypt and " (encrypted)" or "")
   return setmetatable({ family = family, fields = names, encrypt = opts.encrypt == true }, {
     __call = core.key_builder(family, spec, max_length),

@@ -34,7 +34,7 @@ local PURE = {
   _key = true, _namespace = true, _names = true, _tag_name = true, _lock_names = true,
   _scan_pattern = true, _entry = true, encode = true, decode = true, _record = true,
   stats = true, stats_reset = true, _lease_key = true, _l1_keep = true, _is_cluster = true,
-  _seal_family = true, _decode_at = true,
+  _seal_family = true, _seal_families = true, _decode_at = true,
 }
 
 local round = cosocket.round

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <zstd.h>
 
+#include <sodium.h>
+
 #include <jansson.h>
 
 /* ---- error paths ------------------------------------------------------ */
@@ -193,6 +195,7 @@ void hc_decoding_init(hc_decoding *d, const hc_codec *c, const char *data, size_
     d->key_len = 0;
     d->must_seal = d->seal_failed = 0;
     d->opened = NULL;
+    d->opened_len = 0;
     d->err[0] = '\0';
 }
 
@@ -204,12 +207,21 @@ void hc_decoding_seal(hc_decoding *d, const hc_keyring *ring, const char *key, s
     d->must_seal = must_seal;
 }
 
+static void hc_decoding_done_opened(hc_decoding *d)
+{
+    if (d->opened) {
+        sodium_memzero(d->opened, d->opened_len);
+        free(d->opened);
+    }
+    d->opened = NULL;
+    d->opened_len = 0;
+}
+
 void hc_decoding_done(hc_decoding *d)
 {
     free(d->owned);
     d->owned = NULL;
-    if (d->opened) free(d->opened);
-    d->opened = NULL;
+    hc_decoding_done_opened(d); /* plaintext of an encrypted value: wiped */
     if (d->json) json_decref((json_t *)d->json);
     d->json = NULL;
 }
@@ -295,12 +307,20 @@ int hc_decode_push(lua_State *L, hc_decoding *d)
     int r;
 
     if (d->c->ser == HC_SER_RAW) {
+        if (hc_sealed(p, n) || d->must_seal) { /* raw never opens: nor returns sealed or planted bytes */
+            d->seal_failed = 1;
+            snprintf(d->err, sizeof d->err, "%s", hc_sealed(p, n) ? "no encryption keys" : "value not encrypted");
+            return -1;
+        }
         lua_pushlstring(L, p, n);
         return 0;
     }
     if (n >= 6 && (unsigned char)p[0] == 0xc9) { /* maybe an envelope: the value follows its header */
         hc_entry e;
         if (hc_entry_parse(p, n, 1, &e, NULL) != HC_ENTRY_OK) {
+            /* where values must be sealed, a damaged header (it is not
+             * authenticated) is a value that does not open: a miss */
+            d->seal_failed = d->must_seal;
             snprintf(d->err, sizeof d->err, "corrupt hicache envelope");
             return -1;
         }
@@ -319,8 +339,9 @@ int hc_decode_push(lua_State *L, hc_decoding *d)
             snprintf(d->err, sizeof d->err, "an encrypted value opens only with its key");
             return -1;
         }
-        free(d->opened);
+        hc_decoding_done_opened(d);
         if (hc_open(d->ring, d->key, d->key_len, p, n, &d->opened, &m, d->err, sizeof d->err) != 0) return -1;
+        d->opened_len = m;
         d->seal_failed = 0;
         p = d->opened;
         n = m;

@@ -53,7 +53,8 @@ typedef struct hc_decoding {
     size_t key_len;        /*   (NULL: a sealed value cannot be opened) */
     int must_seal;         /* a plain value is refused (not encrypted)  */
     int seal_failed;       /* the error is about sealing: a miss        */
-    char *opened;          /* the opened plaintext, freed by _done      */
+    char *opened;          /* the opened plaintext, wiped and freed by _done */
+    size_t opened_len;
     char err[HC_CODEC_ERRLEN];
 } hc_decoding;
 

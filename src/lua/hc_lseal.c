@@ -42,23 +42,38 @@ int hc_seal_must(const client *cl, const char *key, size_t kn)
 
 int hc_seal_value(client *cl, const char *key, size_t kn, hc_buf *val, char *err, size_t errlen)
 {
+    if (!hc_seal_must(cl, key, kn)) return 0;
+    return hc_seal_always(cl, key, kn, val, err, errlen);
+}
+
+int hc_seal_always(client *cl, const char *key, size_t kn, hc_buf *val, char *err, size_t errlen)
+{
     char hex[3 * (HC_TOKEN_LEN + 1)];
     unsigned char nonce[HC_SEAL_NONCE];
     hc_buf out;
-    int i;
-    if (!hc_seal_must(cl, key, kn)) return 0;
     if (cl->ring == NULL) {
-        snprintf(err, errlen, "key '%.*s' is in an encrypted family, and this cache has no encryption keys "
-                 "(hicache.new{encrypt = {keys = ...}})", (int)(kn > 200 ? 200 : kn), key);
+        snprintf(err, errlen, "key '%.*s%s' is in an encrypted family, and this cache has no encryption keys",
+                 (int)(kn > 60 ? 60 : kn), key, kn > 60 ? "..." : "");
         return -1;
     }
-    /* the nonce: three tokens of 8 random bytes, replayed on every run of
-     * an operation driven from outside (its request bytes must not change) */
-    hc_client_tokens(cl, hex, 3);
-    for (i = 0; i < 3; i++)
-        sodium_hex2bin(nonce + 8 * i, 8, hex + i * (HC_TOKEN_LEN + 1), HC_TOKEN_LEN, NULL, NULL, NULL);
+    if (cl->xio) {
+        /* An operation driven from outside runs again on every round and
+         * must build the same request bytes: its random tokens are
+         * replayed. The nonce is a hash of three of them (24 random
+         * bytes), the key and the plaintext: the same on a rerun, and a
+         * different one should the value change between runs (a table
+         * edited while the operation waited): a nonce never seals two
+         * plaintexts. */
+        crypto_generichash_state h;
+        hc_client_tokens(cl, hex, 3);
+        crypto_generichash_init(&h, NULL, 0, sizeof nonce);
+        crypto_generichash_update(&h, (const unsigned char *)hex, sizeof hex);
+        crypto_generichash_update(&h, (const unsigned char *)key, kn);
+        crypto_generichash_update(&h, (const unsigned char *)(val->data ? val->data : ""), val->len);
+        crypto_generichash_final(&h, nonce, sizeof nonce);
+    }
     hc_buf_init(&out, val->max ? val->max + HC_SEAL_FIXED + HC_SEAL_IDMAX + HC_SEAL_NONCE + HC_SEAL_TAG : 0);
-    if (hc_seal(cl->ring, key, kn, val->data ? val->data : "", val->len, nonce, &out) != 0) {
+    if (hc_seal(cl->ring, key, kn, val->data ? val->data : "", val->len, cl->xio ? nonce : NULL, &out) != 0) {
         hc_buf_free(&out);
         snprintf(err, errlen, "value: larger than the size limit, or out of memory");
         return -1;
@@ -156,7 +171,7 @@ static const char *format_of(const char *p, size_t n, int *compressed)
     }
     if (n == 0) return "unknown";
     if (u[0] >= 0x80) return "msgpack"; /* maps, arrays, strings, floats, nil, booleans */
-    if (strchr("{[\"-0123456789tfn", p[0]) && hc_utf8_valid(u, n)) return "json";
+    if (p[0] != '\0' && strchr("{[\"-0123456789tfn", p[0]) && hc_utf8_valid(u, n)) return "json";
     return "unknown";
 }
 
@@ -219,8 +234,23 @@ static int core_entry_info(lua_State *L)
     return 1;
 }
 
+/* cache:_seal_families() -> the families this cache seals (its config's
+ * and memoize's), for with_version */
+static int cache_seal_families(lua_State *L)
+{
+    client *cl = hc_check_client(L);
+    int i;
+    lua_createtable(L, cl->seal_nfam, 0);
+    for (i = 0; i < cl->seal_nfam; i++) {
+        lua_pushlstring(L, cl->seal_fam[i], cl->seal_fam_len[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
 static const luaL_Reg seal_methods[] = {
     {"_seal_family", cache_seal_family},
+    {"_seal_families", cache_seal_families},
     {"_decode_at", cache_decode_at},
     {NULL, NULL}};
 

@@ -76,6 +76,8 @@ int hc_seal_must(const client *cl, const char *key, size_t kn);
 /* Seals the codec's bytes in *val for the key when it must be: 0, or -1
  * with err (no keys to seal with, out of memory). Never raises. */
 int hc_seal_value(client *cl, const char *key, size_t kn, hc_buf *val, char *err, size_t errlen);
+/* The same whatever the key's family (a value that was sealed stays so). */
+int hc_seal_always(client *cl, const char *key, size_t kn, hc_buf *val, char *err, size_t errlen);
 /* Lets d open sealed values stored at the key (and refuse plain ones where
  * they must be sealed). */
 void hc_seal_decoding(const client *cl, hc_decoding *d, const char *key, size_t kn);

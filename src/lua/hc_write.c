@@ -975,7 +975,8 @@ static int cache_bump_epoch(lua_State *L)
 /* An encrypted value moving from one key to another: its associated data
  * is the key, so it is opened and sealed again for the new key (inside
  * its envelope, if any). 0 with out set (out->data NULL: p is not sealed,
- * moved as it is), or -1 with err. Never raises. */
+ * moved as it is); 1 with err: it does not open (a get would miss it);
+ * -1 with err. Never raises. */
 static int reseal(client *cl, const char *p, size_t n, const char *from, size_t fn, const char *to, size_t tn,
                   hc_buf *out, char *err)
 {
@@ -994,12 +995,12 @@ static int reseal(client *cl, const char *p, size_t n, const char *from, size_t 
     }
     if (!hc_sealed(v, vn)) return 0;
     if (hc_open(cl->ring, from, fn, v, vn, &plain, &pn, why, sizeof why) != 0) {
-        snprintf(err, HC_ERRLEN, "decrypt error: %s", why);
-        return -1;
+        snprintf(err, HC_ERRLEN, "%s", why);
+        return 1;
     }
     hc_buf_init(&sealed, 0);
     if (hc_buf_append(&sealed, plain, pn) != 0) rc = -1;
-    else rc = hc_seal_value(cl, to, tn, &sealed, err, HC_ERRLEN);
+    else rc = hc_seal_always(cl, to, tn, &sealed, err, HC_ERRLEN); /* sealed it was, sealed it stays */
     sodium_memzero(plain, pn);
     free(plain);
     if (rc == 0 && !e.envelope) {
@@ -1027,6 +1028,7 @@ static int incr_version_split(lua_State *L, client *cl, const char *from, size_t
     hc_cmdb b;
     hc_wr w;
     hc_buf moved;
+    char sealerr[HC_ERRLEN];
     int rc, found = 0;
     hc_cmdb_init(&b);
     hc_cmdb_str(&b, "GET");
@@ -1046,20 +1048,28 @@ static int incr_version_split(lua_State *L, client *cl, const char *from, size_t
     }
     hc_wr_init(&w);
     hc_buf_init(&moved, 0);
+    sealerr[0] = '\0';
     if (g[0]->type == REDIS_REPLY_STRING) {
         const char *hp = g[0]->str;
         size_t hn = g[0]->len;
         long long px = g[1]->type == REDIS_REPLY_INTEGER && g[1]->integer > 0 ? g[1]->integer : 0;
         if (hc_entries_visible(cl, 1, &hp, &hn, &found, err) != 0 ||
-            reseal(cl, g[0]->str, g[0]->len, from, fn, to, tn, &moved, err) != 0) {
+            (rc = reseal(cl, g[0]->str, g[0]->len, from, fn, to, tn, &moved, err)) == -1) {
             hc_wr_free(&w);
             hc_buf_free(&moved);
             freeReplyObject(g[0]);
             freeReplyObject(g[1]);
             return hc_fail(L, err);
         }
-        if (moved.data) hc_wr_set(&w, cl, to, tn, moved.data, moved.len, px);
-        else hc_wr_set(&w, cl, to, tn, g[0]->str, g[0]->len, px);
+        if (rc == 1) { /* does not open: a get misses it, so nothing is found (the old one goes) */
+            snprintf(sealerr, sizeof sealerr, "%s", err);
+            found = 0;
+            hc_wr_incr(&w, cl, to, tn, 0);
+        } else if (moved.data) {
+            hc_wr_set(&w, cl, to, tn, moved.data, moved.len, px);
+        } else {
+            hc_wr_set(&w, cl, to, tn, g[0]->str, g[0]->len, px);
+        }
     } else {
         hc_wr_incr(&w, cl, to, tn, 0);
     }
@@ -1070,6 +1080,7 @@ static int incr_version_split(lua_State *L, client *cl, const char *from, size_t
     freeReplyObject(g[1]);
     if (rc != 0) return hc_fail(L, err);
     freeReplyObject(r);
+    if (sealerr[0]) hc_seal_event(L, cl, from, fn, sealerr); /* nothing held: the hook may raise */
     if (!found) return hc_fail(L, "not found");
     lua_pushinteger(L, (lua_Integer)version);
     return 1;
@@ -1095,9 +1106,12 @@ static int incr_version_raw(lua_State *L)
     }
     if (delta > 1000000000 || delta < -1000000000) return luaL_argerror(L, 3, "delta out of range");
     tn = hc_key_compose(L, cl, cl->version + (long long)delta, 2, to, &why);
-    /* an encrypted value is sealed for its key: opened and sealed again */
-    if ((cl->cluster && hc_slot(from, fn) != hc_slot(to, tn)) ||
-        (cl->ring && (hc_seal_must(cl, from, fn) || hc_seal_must(cl, to, tn))))
+    if (cl->ring == NULL && (hc_seal_must(cl, from, fn) || hc_seal_must(cl, to, tn)))
+        return luaL_argerror(L, 2, "the key is in an encrypted family, and this cache has no encryption keys");
+    /* an encrypted value is sealed for its key: with keys, whatever the
+     * family (a value another cache sealed), it is read, opened and sealed
+     * again for the new key instead of renamed */
+    if ((cl->cluster && hc_slot(from, fn) != hc_slot(to, tn)) || cl->ring)
         return incr_version_split(L, cl, from, fn, to, tn, cl->version + (long long)delta);
     hc_wr_init(&w);
     hc_wr_rename(&w, cl, from, fn, to, tn);
