@@ -261,13 +261,20 @@ describe("a cache behind Sentinel: failovers", function()
     s.kill9(old)
     -- the busy cache writes all along; the idle one keeps its pooled
     -- connections to the dead master
-    local i, errs = 0, {}
+    local i, errs, refailover = 0, {}, nil
     local function write(cache, name)
       i = i + 1
       local ok, err = cache:set(name, i, 60)
       if ok then
         -- written: it is on the master the sentinels name, never elsewhere
         local got = get_on(replica, cache:_key(name))
+        if got ~= tostring(i) and s.master() == old and get_on(old, cache:_key(name)) == tostring(i) then
+          -- the sentinels themselves moved back to the old port (a second
+          -- failover: on a starved machine the new master missed its 1 s
+          -- down-after): a write where they point is right
+          refailover = refailover or i
+          return true
+        end
         if got ~= tostring(i) then
           local e = {}
           for k, v in pairs(errs) do e[#e + 1] = ("%q x%d"):format(k, v) end
@@ -319,7 +326,13 @@ describe("a cache behind Sentinel: failovers", function()
         demoted = posix.now()
       end
       if demoted and posix.now() - demoted > 1 and ok_idle > 10 then break end
+      if refailover then break end
       posix.sleep(0.02)
+    end
+    if refailover then -- nothing more to check of this run: say so
+      report[#report + 1] = ("\nkill -9 of master %d: the sentinels failed over a second time, back to %d, "
+        .. "at write #%d (a starved machine); the writes followed them"):format(old, old, refailover)
+      return
     end
     assert.equal(replica, s.master())
     assert.is_true(ok_busy > 10, "busy: writes after the restart: " .. ok_busy)

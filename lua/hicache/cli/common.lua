@@ -479,4 +479,11 @@ function C.is_tty(fd)
   return r == true or r == 0
 end
 
+--- C.reply(r) -> r | nil, err: one reply of cache:pipeline ({false, err}
+-- for a command Redis refused).
+function C.reply(r)
+  if type(r) == "table" and r[1] == false then return nil, r[2] end
+  return r
+end
+
 return C

@@ -160,10 +160,7 @@ end
 
 -- ---- the command ----------------------------------------------------------------
 
-local function reply(r)
-  if type(r) == "table" and r[1] == false then return nil, r[2] end
-  return r
-end
+local reply = C.reply
 
 function M.run(args, io)
   local o, err = C.parse(args, SPEC)

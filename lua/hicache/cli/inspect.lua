@@ -44,10 +44,7 @@ local BLOCK = 1000 -- rows sorted and aligned together
 local PROBE = 4095 -- GETRANGE 0 4095: the envelope header of nearly every entry
 
 -- A reply of a pipeline: the value, or nil, err for {false, "ERR ..."}.
-local function reply(r)
-  if type(r) == "table" and r[1] == false then return nil, r[2] end
-  return r
-end
+local reply = C.reply
 
 -- The commands that describe a name of each kind (after PTTL).
 local function commands(P, c)

@@ -33,10 +33,7 @@ Exit codes: 0 listed (also when no lock is held), 1 Redis failed, 2 usage error.
 
 local SPEC = C.merge(C.CONNECT, { json = "flag" })
 
-local function reply(r)
-  if type(r) == "table" and r[1] == false then return nil, r[2] end
-  return r
-end
+local reply = C.reply
 
 function M.run(args, io)
   local o, err = C.parse(args, SPEC)
