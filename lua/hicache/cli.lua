@@ -90,30 +90,28 @@ function _M.main(argv, io_)
     cio.out(("hicache %s\n"):format(ok and tostring(core._VERSION) or "(hicache.core not found)"))
     return ok and 0 or 1
   end
-  if first == "help" then
-    local c = find(args[2])
+  -- the module of command `name`, or nil and the exit code (after the message)
+  local function command(name)
+    local c = find(name)
     if not c then
-      cio.err(("hicache: unknown command '%s'\n\n"):format(args[2]) .. usage())
-      return 2
+      cio.err(("hicache: unknown command '%s'\n\n"):format(name) .. usage())
+      return nil, 2
     end
     local m, err = load(c)
     if not m then
       cio.err(("hicache: %s: %s\n"):format(c.name, err))
-      return 1
+      return nil, 1
     end
+    return m
+  end
+  if first == "help" then
+    local m, code = command(args[2])
+    if not m then return code end
     cio.out(command_help(m))
     return 0
   end
-  local c = find(first)
-  if not c then
-    cio.err(("hicache: unknown command '%s'\n\n"):format(first) .. usage())
-    return 2
-  end
-  local m, err = load(c)
-  if not m then
-    cio.err(("hicache: %s: %s\n"):format(c.name, err))
-    return 1
-  end
+  local m, missing = command(first)
+  if not m then return missing end
   local rest = {}
   for i = 2, #args do rest[#rest + 1] = args[i] end
   for _, a in ipairs(rest) do
@@ -126,7 +124,7 @@ function _M.main(argv, io_)
   local ok, code = pcall(m.run, rest, cio)
   if not ok then
     if code == PIPE then return 1 end
-    cio.err(("hicache: %s: internal error: %s\n"):format(c.name, tostring(code)))
+    cio.err(("hicache: %s: internal error: %s\n"):format(m.name, tostring(code)))
     return 1
   end
   if type(code) ~= "number" then return 0 end

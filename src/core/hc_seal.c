@@ -37,8 +37,6 @@ void hc_keyring_free(hc_keyring *r)
 
 int hc_keyring_count(const hc_keyring *r) { return r ? r->n : 0; }
 
-const char *hc_keyring_id(const hc_keyring *r, int i) { return r && i >= 0 && i < r->n ? r->k[i].id : NULL; }
-
 int hc_keyring_add(hc_keyring *r, const char *id, size_t idn, const unsigned char *key, size_t keyn, char *err,
                    size_t errlen)
 {
@@ -72,13 +70,6 @@ int hc_keyring_add(hc_keyring *r, const char *id, size_t idn, const unsigned cha
     r->k[r->n].idn = (unsigned char)idn;
     r->n++;
     return 0;
-}
-
-hc_keyring *hc_keyring_copy(const hc_keyring *r)
-{
-    hc_keyring *c = hc_keyring_new();
-    if (c) memcpy(c, r, sizeof *c);
-    return c;
 }
 
 int hc_sealed(const char *p, size_t n)
@@ -233,6 +224,11 @@ int hc_seal_family_register(const char *f, size_t fn)
     }
     pthread_mutex_unlock(&fam_mu);
     return rc;
+}
+
+int hc_seal_family_any(void)
+{
+    return __atomic_load_n(&fam_n, __ATOMIC_ACQUIRE) > 0;
 }
 
 int hc_seal_family_registered(const char *f, size_t fn)

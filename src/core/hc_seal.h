@@ -47,13 +47,7 @@ hc_keyring *hc_keyring_new(void);
 int hc_keyring_add(hc_keyring *r, const char *id, size_t idn, const unsigned char *key, size_t keyn, char *err,
                    size_t errlen);
 
-/* A copy (for another cache on the same settings), or NULL. */
-hc_keyring *hc_keyring_copy(const hc_keyring *r);
-
 int hc_keyring_count(const hc_keyring *r);
-
-/* The id of key i (0: the one that seals). */
-const char *hc_keyring_id(const hc_keyring *r, int i);
 
 /* Zeroes and frees. NULL is fine. */
 void hc_keyring_free(hc_keyring *r);
@@ -87,5 +81,7 @@ int hc_open(const hc_keyring *r, const char *ad, size_t adn, const char *p, size
 #define HC_SEAL_FAMILIES 256
 int hc_seal_family_register(const char *f, size_t fn);
 int hc_seal_family_registered(const char *f, size_t fn);
+/* 1 once any family was registered (a lock-free test for the hot path). */
+int hc_seal_family_any(void);
 
 #endif

@@ -34,6 +34,8 @@ int hc_seal_must(const client *cl, const char *key, size_t kn)
     size_t fn;
     int i;
     if (cl->seal_all) return 1;
+    /* a cache without families, in a process that declared none: no parse */
+    if (cl->seal_nfam == 0 && !hc_seal_family_any()) return 0;
     if (!key_family(cl, key, kn, &f, &fn)) return 0;
     for (i = 0; i < cl->seal_nfam; i++)
         if (cl->seal_fam_len[i] == fn && memcmp(cl->seal_fam[i], f, fn) == 0) return 1;

@@ -364,30 +364,35 @@ end
 local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n", ["\r"] = "\\r",
               ["\t"] = "\\t" }
 
+--- C.escape(s, ascii, bad) -> s with valid UTF-8 sequences kept, each
+-- ASCII character replaced by ascii(ch, byte) and each byte that does not
+-- start valid UTF-8 by bad(byte): the walk JSON strings and quoted values share.
+function C.escape(s, ascii, bad)
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local c = string_byte(s, i)
+    local len = c >= 128 and utf8_len(s, i)
+    if c < 128 then
+      out[#out + 1] = ascii(s:sub(i, i), c)
+      i = i + 1
+    elseif len then
+      out[#out + 1] = s:sub(i, i + len - 1)
+      i = i + len
+    else
+      out[#out + 1] = bad(c)
+      i = i + 1
+    end
+  end
+  return table_concat(out)
+end
+
 -- A JSON string: valid UTF-8 passes; control characters are escaped; a
 -- byte that does not start valid UTF-8 is written as \u00XX (its Latin-1
 -- reading, so binary survives as a string).
+local function json_ascii(ch, c) return ESC[ch] or ((c < 32 or c == 127) and string_format("\\u%04x", c) or ch) end
+local function json_bad(c) return string_format("\\u%04x", c) end
 local function json_string(s)
-  local out, i, n = { '"' }, 1, #s
-  while i <= n do
-    local c = string_byte(s, i)
-    if c < 128 then
-      local ch = s:sub(i, i)
-      out[#out + 1] = ESC[ch] or ((c < 32 or c == 127) and string_format("\\u%04x", c) or ch)
-      i = i + 1
-    else
-      local len = utf8_len(s, i)
-      if len then
-        out[#out + 1] = s:sub(i, i + len - 1)
-        i = i + len
-      else
-        out[#out + 1] = string_format("\\u%04x", c)
-        i = i + 1
-      end
-    end
-  end
-  out[#out + 1] = '"'
-  return table_concat(out)
+  return '"' .. C.escape(s, json_ascii, json_bad) .. '"'
 end
 C.json_string = json_string
 

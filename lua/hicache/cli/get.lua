@@ -65,29 +65,10 @@ end
 
 -- A string: JSON-like quotes; control and non-UTF-8 bytes as \xNN.
 local QUOTE = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+local function quote_ascii(ch) return QUOTE[ch] or C.printable(ch) end
+local function quote_bad(c) return string_format("\\x%02x", c) end
 local function quote(s)
-  local out, i, n = {}, 1, #s
-  while i <= n do
-    local c = s:byte(i)
-    local ch = s:sub(i, i)
-    if QUOTE[ch] then
-      out[#out + 1] = QUOTE[ch]
-      i = i + 1
-    elseif c < 128 then
-      out[#out + 1] = C.printable(ch)
-      i = i + 1
-    else
-      local len = C.utf8_len(s, i)
-      if len then
-        out[#out + 1] = s:sub(i, i + len - 1)
-        i = i + len
-      else
-        out[#out + 1] = string_format("\\x%02x", c)
-        i = i + 1
-      end
-    end
-  end
-  return '"' .. table_concat(out) .. '"'
+  return '"' .. C.escape(s, quote_ascii, quote_bad) .. '"'
 end
 
 local scalar
